@@ -1,0 +1,22 @@
+# Sourced by bin/demo and bin/test: make .venv (Python 3.11) and install the project into it once per
+# change of pyproject.toml. $1 = "" (run the product) or "dev" (also the test tools).
+set -euo pipefail
+extra="${1:-}"
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1; then python="$candidate"; break; fi
+  done
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$python" -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11 or newer is needed"'
+  "$python" -m venv .venv
+fi
+stamp=".venv/.installed-${extra:-run}-$(sha1sum pyproject.toml | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  echo "Installing the project into .venv (once) ..."
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  if [ -n "$extra" ]; then .venv/bin/python -m pip install --quiet -e ".[$extra]"; else .venv/bin/python -m pip install --quiet -e .; fi
+  touch "$stamp"
+fi
+export PATH="$PWD/.venv/bin:$PATH"

@@ -1,0 +1,31 @@
+"""Advisory-lock keys of the periodic jobs, in one table so no two jobs share one by accident."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+
+from django.db import connection, transaction
+
+
+class JobLock(IntEnum):
+    COMPACT_HOURLY_FIGURES = 7_001
+    GROW_RINGPOOLS = 7_002
+    PRUNE_RINGPOOLS = 7_003
+
+
+@contextmanager
+def job_lock(key: JobLock) -> Iterator[bool]:
+    """A transaction that holds the job's lock, or yields False when another process has it.
+
+    PostgreSQL: `pg_try_advisory_xact_lock`, released on commit, rollback or a crash of the holder.
+    SQLite: its IMMEDIATE transactions already let one writer in at a time.
+    """
+    with transaction.atomic():
+        if connection.vendor != "postgresql":
+            yield True
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [int(key)])
+            yield bool(cursor.fetchone()[0])

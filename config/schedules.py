@@ -1,0 +1,26 @@
+"""The product's periodic tasks, registered in django-celery-beat by `manage.py register_schedules`.
+
+The code owns which task an entry runs; staff own its timing and whether it is enabled, in admin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    task: str
+    crontab: dict[str, str]
+    description: str
+
+
+SCHEDULES: tuple[Schedule, ...] = (
+    Schedule(
+        name="Compact hourly pool figures",
+        task="ringpools.tasks.compact_hourly_figures",
+        crontab={"minute": "7", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
+        description="Folds the shard rows of finished hours into one row per pool and hour.",
+    ),
+)

@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+admin.site.site_header = "RingPool back office"
+admin.site.site_title = "RingPool"
+admin.site.index_title = "Accounts, pools, numbers and scaling"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("ringpools.urls")),
+    path("", include("scaling.urls")),
+    path("", RedirectView.as_view(pattern_name="demo-landing", permanent=False)),
+]

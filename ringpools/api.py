@@ -1,0 +1,98 @@
+"""The public visitor API: validation of what landing pages send, and JSON errors for everything else."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.http import HttpRequest, JsonResponse
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_PARAMS_BYTES = 4 * 1024
+MAX_PARAMS_KEYS = 50
+MAX_PAGE_URL = 2048
+VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+    def response(self) -> JsonResponse:
+        return error_response(self.status, self.code, self.detail)
+
+
+def error_response(status: int, code: str, detail: str) -> JsonResponse:
+    response = JsonResponse({"error": code, "detail": detail}, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@dataclass(frozen=True)
+class NumberRequest:
+    visitor_id: str
+    page_url: str
+    params: dict[str, Any]
+    keepalive: bool
+
+
+def read_json_body(request: HttpRequest, *, allow_text_plain: bool = False) -> dict[str, Any]:
+    """The request's JSON object, or an ApiError saying exactly what is wrong with it."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, "body_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
+    content_type = request.content_type or ""
+    accepted = {"application/json"} | ({"text/plain"} if allow_text_plain else set())
+    if content_type not in accepted:
+        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+    body = request.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "body_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    return data
+
+
+def visitor_id_from(data: dict[str, Any]) -> str:
+    visitor_id = data.get("visitor_id")
+    if visitor_id is None or visitor_id == "":
+        raise ApiError(400, "missing_visitor_id", "visitor_id is required.")
+    if not isinstance(visitor_id, str) or not VISITOR_ID.fullmatch(visitor_id):
+        raise ApiError(
+            400, "invalid_visitor_id", "visitor_id must be 8 to 128 characters of A-Z, a-z, 0-9, _ and -."
+        )
+    return visitor_id
+
+
+def parse_number_request(data: dict[str, Any]) -> NumberRequest:
+    visitor_id = visitor_id_from(data)
+    page_url = data.get("page_url", "") or ""
+    if not isinstance(page_url, str) or len(page_url) > MAX_PAGE_URL:
+        raise ApiError(
+            400, "invalid_page_url", f"page_url must be a URL of at most {MAX_PAGE_URL} characters."
+        )
+    if page_url and urlsplit(page_url).scheme not in ("http", "https"):
+        raise ApiError(400, "invalid_page_url", "page_url must be an http or https URL.")
+    params = data.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ApiError(400, "invalid_params", "params must be a JSON object of names to values.")
+    if len(params) > MAX_PARAMS_KEYS or len(json.dumps(params)) > MAX_PARAMS_BYTES:
+        raise ApiError(
+            400, "params_too_large", f"params may hold {MAX_PARAMS_KEYS} names and {MAX_PARAMS_BYTES} bytes."
+        )
+    if any(isinstance(v, dict | list) for v in params.values()):
+        raise ApiError(400, "invalid_params", "params values must be strings, numbers, booleans or null.")
+    keepalive = data.get("keepalive", False)
+    if not isinstance(keepalive, bool):
+        raise ApiError(400, "invalid_keepalive", "keepalive must be true or false.")
+    return NumberRequest(visitor_id=visitor_id, page_url=page_url, params=params, keepalive=keepalive)

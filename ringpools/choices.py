@@ -1,0 +1,34 @@
+from django.db import models
+
+
+class NumberType(models.TextChoices):
+    LOCAL = "local", "Local"
+    TOLL_FREE = "toll_free", "Toll-free"
+
+
+class OverflowMode(models.TextChoices):
+    OVERFLOW_NUMBER = "overflow_number", "Show the overflow number"
+    DESTINATION_NUMBER = "destination_number", "Show the destination number"
+
+
+class NumberState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    RELEASED = "released", "Released to the carrier"
+
+
+class NumberRole(models.TextChoices):
+    ROTATING = "rotating", "Rotating (shown to one visitor at a time)"
+    OVERFLOW = "overflow", "Overflow (shown when no rotating number is free)"
+
+
+class PresentationKind(models.TextChoices):
+    PROMO = "promo", "Promo number"
+    OVERFLOW = "overflow", "Overflow number"
+    DESTINATION = "destination", "Destination number"
+
+
+class CallAttribution(models.TextChoices):
+    LEASE = "lease", "Visitor holding the number"
+    LATE = "late", "Previous holder (late call)"
+    OVERFLOW = "overflow", "Overflow: no visitor"
+    NONE = "none", "No visitor"

@@ -1,0 +1,308 @@
+"""The hand-out: give a visitor a promo number of a pool, or the overflow (SPEC §3).
+
+The hard invariant — two visitors never hold the same number at the same time — rests on the
+number row: `PromoNumber.busy_until` always equals the `expires_at` of the one lease holding it.
+ - A claim takes a number only while `busy_until` is past, under a row lock (SKIP LOCKED, so
+   concurrent claims spread over different numbers instead of queueing on one).
+ - A renewal or release moves `busy_until` only while it still equals its own lease's `expires_at`
+   (compare-and-swap): a visitor whose lease lapsed and whose number went to someone else cannot
+   take it back, whatever the clocks of the web processes say.
+
+On PostgreSQL each step is one statement (fewest round trips on the hot path); on other databases
+(the SQLite demo, whose IMMEDIATE transactions serialise writers) the same steps run through the ORM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ringpools.choices import NumberRole, NumberState, PresentationKind
+from ringpools.figures import UPSERT_SQL, figures_add, figures_params
+from ringpools.models import Lease, PromoNumber, RingPool
+from ringpools.selectors import HandoutPool
+
+# Overflow presentations of one pool within this window write `last_overflow_at` once: during a rush
+# every visitor overflows at once, and one write per request would queue them all on the pool's row.
+OVERFLOW_WRITE_EVERY = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Presentation:
+    number: str
+    kind: str
+    expires_at: datetime | None
+    lease_id: int | None = None
+
+
+def present_number(
+    *,
+    pool: HandoutPool,
+    visitor_id: str,
+    page_url: str = "",
+    params: dict[str, Any] | None = None,
+    keepalive: bool = False,
+    now: datetime | None = None,
+) -> Presentation:
+    """The number to show this visitor now. `keepalive` renewals are not counted as presentations."""
+    now = now or timezone.now()
+    expires = now + timedelta(seconds=pool.lease_seconds)
+    counted = 0 if keepalive else 1
+    steps = steps_for_database()
+    held = steps.renew(pool, visitor_id, now, expires, counted)
+    if held is None:
+        held = steps.claim(pool, visitor_id, page_url, params or {}, now, expires, counted)
+    if held is not None:
+        number, lease_id = held
+        return Presentation(
+            number=str(number), kind=PresentationKind.PROMO, expires_at=expires, lease_id=lease_id
+        )
+    steps.overflow(pool, now, counted)
+    if pool.shows_overflow_number:
+        return Presentation(
+            number=pool.overflow_number or "", kind=PresentationKind.OVERFLOW, expires_at=None
+        )
+    return Presentation(number=pool.destination_number, kind=PresentationKind.DESTINATION, expires_at=None)
+
+
+def steps_for_database() -> type[_PostgresSteps] | type[_OrmSteps]:
+    return _PostgresSteps if connection.vendor == "postgresql" else _OrmSteps
+
+
+def release_lease(*, pool: HandoutPool, visitor_id: str, now: datetime | None = None) -> bool:
+    """The page said goodbye: end the visitor's lease now so the number rests from this moment."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        lease = (
+            Lease.objects.filter(pool_id=pool.id, visitor_id=visitor_id, expires_at__gt=now)
+            .order_by("-expires_at")
+            .first()
+        )
+        if lease is None:
+            return False
+        swapped = PromoNumber.objects.filter(id=lease.number_id, busy_until=lease.expires_at).update(
+            busy_until=now
+        )
+        Lease.objects.filter(id=lease.id).update(expires_at=now, released_at=now)
+        return swapped == 1
+
+
+# --- PostgreSQL: one statement a step ---------------------------------------------------------------
+
+_L = Lease._meta.db_table
+_N = PromoNumber._meta.db_table
+_P = RingPool._meta.db_table
+_FIGURES = UPSERT_SQL.replace(
+    "VALUES (%s, %s, %s, %s, %s, %s)", "SELECT %s, %s, %s, %s, %s, %s FROM {source}"
+)
+
+_RENEW_SQL = f"""
+WITH cur AS (
+    SELECT id, number_id, expires_at FROM {_L}
+    WHERE pool_id = %s AND visitor_id = %s AND expires_at > %s
+    ORDER BY expires_at DESC LIMIT 1
+), renewed AS (
+    UPDATE {_N} n SET busy_until = %s, last_presented_at = %s
+    FROM cur
+    WHERE n.id = cur.number_id AND n.busy_until = cur.expires_at AND n.state = 'active'
+    RETURNING n.number, cur.id AS lease_id
+), lease AS (
+    UPDATE {_L} l SET expires_at = %s FROM renewed WHERE l.id = renewed.lease_id RETURNING l.id
+), figures AS (
+    {_FIGURES.format(source="renewed")}
+    RETURNING 1
+)
+SELECT number, lease_id FROM renewed
+"""
+
+_CLAIM_SQL = f"""
+WITH candidate AS (
+    SELECT id FROM {_N}
+    WHERE pool_id = %s AND state = 'active' AND role = 'rotating'
+      AND (busy_until IS NULL OR busy_until <= %s)
+    ORDER BY busy_until ASC NULLS FIRST, id
+    LIMIT 1
+    FOR UPDATE {{skip_locked}}
+), claimed AS (
+    UPDATE {_N} n SET busy_until = %s, last_presented_at = %s
+    FROM candidate
+    WHERE n.id = candidate.id AND (n.busy_until IS NULL OR n.busy_until <= %s)
+    RETURNING n.id, n.number
+), lease AS (
+    INSERT INTO {_L} (pool_id, number_id, visitor_id, page_url, params, started_at, expires_at)
+    SELECT %s, id, %s, %s, %s, %s, %s FROM claimed
+    RETURNING id
+), figures AS (
+    {_FIGURES.format(source="claimed")}
+    RETURNING 1
+)
+SELECT claimed.number, lease.id FROM claimed, lease
+"""
+
+_OVERFLOW_SQL = f"""
+WITH pool AS (
+    UPDATE {_P} SET last_overflow_at = %s
+    WHERE id = %s AND (last_overflow_at IS NULL OR last_overflow_at < %s)
+    RETURNING id
+), overflow_number AS (
+    UPDATE {_N} SET last_presented_at = %s
+    WHERE id = %s AND (last_presented_at IS NULL OR last_presented_at < %s)
+    RETURNING id
+), figures AS (
+    {UPSERT_SQL}
+    RETURNING 1
+)
+SELECT 1
+"""
+
+
+class _PostgresSteps:
+    @staticmethod
+    def renew(pool: HandoutPool, visitor_id: str, now: datetime, expires: datetime, counted: int):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _RENEW_SQL,
+                [
+                    pool.id,
+                    visitor_id,
+                    now,
+                    expires,
+                    now,
+                    expires,
+                    *figures_params(pool.id, now, presentations=counted),
+                ],
+            )
+            return cursor.fetchone()
+
+    @staticmethod
+    def claim(
+        pool: HandoutPool,
+        visitor_id: str,
+        page_url: str,
+        params: dict[str, Any],
+        now: datetime,
+        expires: datetime,
+        counted: int,
+    ):
+        from psycopg.types.json import Jsonb
+
+        args = [
+            pool.id,
+            now,
+            expires,
+            now,
+            now,
+            pool.id,
+            visitor_id,
+            page_url,
+            Jsonb(params),
+            now,
+            expires,
+            *figures_params(pool.id, now, presentations=counted),
+        ]
+        with connection.cursor() as cursor:
+            # SKIP LOCKED spreads concurrent claims over different numbers; finding nothing may only
+            # mean the free ones are locked right now, so confirm with a waiting lock before overflow.
+            for skip_locked in ("SKIP LOCKED", ""):
+                cursor.execute(_CLAIM_SQL.format(skip_locked=skip_locked), args)
+                row = cursor.fetchone()
+                if row is not None:
+                    return row
+        return None
+
+    @staticmethod
+    def overflow(pool: HandoutPool, now: datetime, counted: int) -> None:
+        since = now - OVERFLOW_WRITE_EVERY
+        number_id = pool.overflow_number_id if pool.shows_overflow_number else None
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _OVERFLOW_SQL,
+                [
+                    now,
+                    pool.id,
+                    since,
+                    now,
+                    number_id,
+                    since,
+                    *figures_params(pool.id, now, presentations=counted, overflows=1),
+                ],
+            )
+
+
+# --- Any database: the same steps through the ORM -------------------------------------------------
+
+
+class _OrmSteps:
+    @staticmethod
+    @transaction.atomic
+    def renew(pool: HandoutPool, visitor_id: str, now: datetime, expires: datetime, counted: int):
+        lease = (
+            Lease.objects.filter(pool_id=pool.id, visitor_id=visitor_id, expires_at__gt=now)
+            .order_by("-expires_at")
+            .values("id", "number_id", "expires_at")
+            .first()
+        )
+        if lease is None:
+            return None
+        swapped = PromoNumber.objects.filter(
+            id=lease["number_id"], busy_until=lease["expires_at"], state=NumberState.ACTIVE
+        ).update(busy_until=expires, last_presented_at=now)
+        if swapped != 1:
+            return None  # the lease lapsed and another visitor holds the number now
+        Lease.objects.filter(id=lease["id"]).update(expires_at=expires)
+        figures_add(pool.id, now, presentations=counted)
+        return PromoNumber.objects.values_list("number", flat=True).get(id=lease["number_id"]), lease["id"]
+
+    @staticmethod
+    @transaction.atomic
+    def claim(
+        pool: HandoutPool,
+        visitor_id: str,
+        page_url: str,
+        params: dict[str, Any],
+        now: datetime,
+        expires: datetime,
+        counted: int,
+    ):
+        free = (
+            PromoNumber.objects.filter(pool_id=pool.id, state=NumberState.ACTIVE, role=NumberRole.ROTATING)
+            .filter(Q(busy_until__isnull=True) | Q(busy_until__lte=now))
+            .order_by(F("busy_until").asc(nulls_first=True), "id")
+        )
+        skip = connection.features.has_select_for_update_skip_locked
+        for skip_locked in (True, False) if skip else (False,):
+            number = free.select_for_update(skip_locked=skip_locked).values("id", "number").first()
+            if number is not None:
+                break
+        else:
+            return None
+        PromoNumber.objects.filter(id=number["id"]).update(busy_until=expires, last_presented_at=now)
+        lease = Lease.objects.create(
+            pool_id=pool.id,
+            number_id=number["id"],
+            visitor_id=visitor_id,
+            page_url=page_url,
+            params=params,
+            started_at=now,
+            expires_at=expires,
+        )
+        figures_add(pool.id, now, presentations=counted)
+        return number["number"], lease.id
+
+    @staticmethod
+    @transaction.atomic
+    def overflow(pool: HandoutPool, now: datetime, counted: int) -> None:
+        since = now - OVERFLOW_WRITE_EVERY
+        RingPool.objects.filter(id=pool.id).filter(
+            Q(last_overflow_at__isnull=True) | Q(last_overflow_at__lt=since)
+        ).update(last_overflow_at=now)
+        if pool.shows_overflow_number:
+            PromoNumber.objects.filter(id=pool.overflow_number_id).filter(
+                Q(last_presented_at__isnull=True) | Q(last_presented_at__lt=since)
+            ).update(last_presented_at=now)
+        figures_add(pool.id, now, presentations=counted, overflows=1)

@@ -1,0 +1,23 @@
+"""django-cors-headers asks, per API request, whether the Origin may call it: each pool lists its own."""
+
+from __future__ import annotations
+
+from corsheaders.signals import check_request_enabled
+from django.dispatch import receiver
+from django.http import HttpRequest
+from django.urls import Resolver404, resolve
+
+from ringpools.selectors import handout_pool, origin_allowed
+
+
+@receiver(check_request_enabled)
+def allow_pool_origins(sender: object, request: HttpRequest, **kwargs: object) -> bool:
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return False
+    key = match.kwargs.get("pool_key")
+    if not key:
+        return False
+    pool = handout_pool(key)
+    return pool is not None and origin_allowed(pool, request.headers.get("origin", ""))

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
+
+from ringpools import phone
+from ringpools.api import ApiError, error_response, parse_number_request, read_json_body, visitor_id_from
+from ringpools.handout import present_number, release_lease
+from ringpools.selectors import HandoutPool, handout_pool, origin_allowed
+
+
+def _pool_or_error(request: HttpRequest, pool_key: str) -> HandoutPool:
+    pool = handout_pool(pool_key)
+    if pool is None:
+        raise ApiError(404, "pool_not_found", "No active RingPool has this key.")
+    origin = request.headers.get("origin")
+    # Browsers send Origin on every cross-origin POST; refuse the ones the pool does not list, so a
+    # page elsewhere cannot drain the pool even though CORS would stop it reading the answer.
+    if origin and origin != _own_origin(request) and not origin_allowed(pool, origin):
+        raise ApiError(403, "origin_not_allowed", f"{origin} is not an allowed origin of this RingPool.")
+    return pool
+
+
+def _own_origin(request: HttpRequest) -> str:
+    return f"{request.scheme}://{request.get_host()}"
+
+
+@csrf_exempt
+def numbers(request: HttpRequest, pool_key: str) -> JsonResponse:
+    """POST /api/v1/ringpools/<key>/numbers: the number this visitor sees (SPEC §9)."""
+    if request.method != "POST":
+        response = error_response(405, "method_not_allowed", "Use POST.")
+        response["Allow"] = "POST, OPTIONS"
+        return response
+    try:
+        pool = _pool_or_error(request, pool_key)
+        data = read_json_body(request)
+        asked = parse_number_request(data)
+    except ApiError as error:
+        return error.response()
+    shown = present_number(
+        pool=pool,
+        visitor_id=asked.visitor_id,
+        page_url=asked.page_url,
+        params=asked.params,
+        keepalive=asked.keepalive,
+    )
+    response = JsonResponse(
+        {
+            "number": shown.number,
+            "display": phone.display(shown.number),
+            "kind": shown.kind,
+            "expires_at": shown.expires_at.isoformat() if shown.expires_at else None,
+        }
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt
+def release(request: HttpRequest, pool_key: str) -> JsonResponse:
+    """POST /api/v1/ringpools/<key>/numbers/release: the page is going away (the tag's beacon).
+
+    Accepts text/plain as well, the type `navigator.sendBeacon` sends without a CORS preflight.
+    """
+    if request.method != "POST":
+        response = error_response(405, "method_not_allowed", "Use POST.")
+        response["Allow"] = "POST, OPTIONS"
+        return response
+    try:
+        pool = _pool_or_error(request, pool_key)
+        data = read_json_body(request, allow_text_plain=True)
+        visitor_id = visitor_id_from(data)
+    except ApiError as error:
+        return error.response()
+    released = release_lease(pool=pool, visitor_id=visitor_id)
+    return JsonResponse({"released": released}, headers={"Cache-Control": "no-store"})
+
+
+@require_GET
+def tag(request: HttpRequest, pool_key: str) -> HttpResponse:
+    """GET /tag/<key>.js: the script landing pages include."""
+    pool = handout_pool(pool_key)
+    if pool is None:
+        return HttpResponse(
+            "/* RingPool: no active pool with this key */\n",
+            status=404,
+            content_type="text/javascript; charset=utf-8",
+        )
+    script = render_to_string(
+        "ringpools/tag.js",
+        {
+            "pool_key": pool.key,
+            "api_url": request.build_absolute_uri(f"/api/v1/ringpools/{pool.key}/numbers"),
+        },
+    )
+    response = HttpResponse(script, content_type="text/javascript; charset=utf-8")
+    # Served to the whole internet: let browsers and CDNs keep it for a while, revalidating.
+    response["Cache-Control"] = "public, max-age=300, stale-while-revalidate=86400"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database answers; 503 otherwise."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as error:  # any database failure means "not healthy", never a 500
+        return JsonResponse({"status": "unavailable", "detail": type(error).__name__}, status=503)
+    return JsonResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+@require_GET
+def livez(request: HttpRequest) -> JsonResponse:
+    """A constant answer: the process is up. The benchmark's baseline."""
+    return JsonResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+@require_GET
+def demo_landing(request: HttpRequest) -> HttpResponse:
+    """A landing page that uses the tag: the demo's way to see a number swapped (DEBUG or staff only)."""
+    from ringpools.models import RingPool
+
+    if not (settings.DEBUG or request.user.is_staff):
+        return HttpResponse(status=404)
+    pools = list(
+        RingPool.objects.filter(is_active=True).select_related("destination_number", "campaign")[:20]
+    )
+    chosen = next((p for p in pools if p.key == request.GET.get("pool")), pools[0] if pools else None)
+    return render(request, "ringpools/demo_landing.html", {"pool": chosen, "pools": pools})

@@ -1,0 +1,64 @@
+"""POST /webhooks/calls: the carrier's voice webhook, signed like Twilio's (X-Twilio-Signature)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import VoiceResponse
+
+from ringpools.calls import IncomingCall, call_record, promo_number_for
+from ringpools.models import PromoNumber
+
+log = logging.getLogger(__name__)
+
+
+def _signed_url(request: HttpRequest) -> str:
+    base = settings.RINGPOOL_PUBLIC_BASE_URL.rstrip("/")
+    return f"{base}{request.get_full_path()}" if base else request.build_absolute_uri()
+
+
+def _twiml(response: VoiceResponse, status: int = 200) -> HttpResponse:
+    return HttpResponse(str(response), status=status, content_type="text/xml; charset=utf-8")
+
+
+def routing(number: PromoNumber) -> VoiceResponse:
+    twiml = VoiceResponse()
+    if number.pool is not None:
+        twiml.dial(str(number.pool.destination_number.number))
+    else:
+        twiml.say("The number you called is not in service.")
+        twiml.hangup()
+    return twiml
+
+
+@csrf_exempt
+@require_POST
+def calls(request: HttpRequest) -> HttpResponse:
+    form = request.POST
+    number = promo_number_for(form.get("To", ""))
+    signature = request.headers.get("x-twilio-signature", "")
+    token = number.account.carrier_auth_token if number is not None else ""
+    params = {name: form.get(name) for name in form}
+    if (
+        not token
+        or not signature
+        or not RequestValidator(token).validate(_signed_url(request), params, signature)
+    ):
+        log.warning("Refused an unsigned or wrongly signed call webhook for To=%r", form.get("To"))
+        return HttpResponse("Forbidden: bad or missing signature.\n", status=403, content_type="text/plain")
+    call_sid = form.get("CallSid", "")
+    if not call_sid:
+        return HttpResponse("CallSid is required.\n", status=400, content_type="text/plain")
+    incoming = IncomingCall(
+        call_sid=call_sid[:64],
+        from_number=form.get("From", ""),
+        to_number=form.get("To", ""),
+        status=form.get("CallStatus", ""),
+    )
+    call_record(number=number, incoming=incoming)
+    return _twiml(routing(number))

@@ -1,0 +1,25 @@
+from django.db import models
+
+
+class Scope(models.TextChoices):
+    ALL_CAMPAIGNS = "all", "All campaigns"
+    SELECTED_CAMPAIGNS = "campaigns", "Only selected campaigns"
+    SELECTED_DESTINATIONS = "destinations", "Only selected destination numbers"
+
+
+class EventKind(models.TextChoices):
+    POOL_CREATED = "pool_created", "Pool created"
+    SETTINGS_CHANGED = "settings_changed", "Pool settings changed"
+    NUMBER_ADDED = "number_added", "Number added"
+    NUMBER_REMOVED = "number_removed", "Number removed"
+    GROW_SKIPPED = "grow_skipped", "Growth skipped"
+    CAP_REACHED = "cap_reached", "Maximum size reached"
+    PRUNE_SKIPPED = "prune_skipped", "Pruning skipped"
+    FAILED = "failed", "Failed"
+
+
+class Trigger(models.TextChoices):
+    MANUAL = "manual", "Staff or user action"
+    GROWTH = "growth", "Auto-scaling growth"
+    PRUNE = "prune", "Month-end prune"
+    SETUP = "setup", "Pool set-up"

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from accounts.choices import Role
+from accounts.models import Account, Membership, User
+from ringpools import phone
+from ringpools.choices import NumberType
+from ringpools.models import Campaign, DestinationNumber, RingPool
+from scaling.models import InventoryNumber
+from scaling.services import auto_scaling_settings_for, ringpool_create
+
+DEMO_PASSWORD = "ringpool-demo"
+PEOPLE = (
+    # username, role in the account (None: staff account manager), first name
+    ("staff", None, "Sam"),
+    ("alice", Role.SUPER_USER, "Alice"),
+    ("manny", Role.MANAGER, "Manny"),
+    ("mia", Role.MEMBER, "Mia"),
+)
+# Fictional numbers (555-0100 to 555-0199) the demo carrier sells.
+INVENTORY = (("805", 30), ("415", 20), ("212", 10), ("888", 30))
+ORIGINS = ["http://127.0.0.1:8000", "http://localhost:8000"]
+POOLS = (
+    # key, name, campaign, destination, type, area code, region, size
+    (
+        "rp_demo_local",
+        "Spring Sale — Santa Barbara",
+        "Spring Sale",
+        "+18055550100",
+        NumberType.LOCAL,
+        "805",
+        "CA",
+        5,
+    ),
+    (
+        "rp_demo_sf",
+        "Spring Sale — San Francisco",
+        "Spring Sale",
+        "+14155550100",
+        NumberType.LOCAL,
+        "415",
+        "CA",
+        3,
+    ),
+    (
+        "rp_demo_tollfree",
+        "Roofing Leads — national",
+        "Roofing Leads",
+        "+18055550100",
+        NumberType.TOLL_FREE,
+        "",
+        "",
+        4,
+    ),
+)
+
+
+class Command(BaseCommand):
+    help = "Create (or leave as they are) the demo account, people, campaigns, pools and carrier inventory."
+
+    @transaction.atomic
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG:
+            self.stderr.write(self.style.WARNING("DEBUG is off: demo logins have a published password."))
+        account, _ = Account.objects.get_or_create(
+            slug="acme",
+            defaults={
+                "name": "Acme Home Services",
+                "timezone": "America/Los_Angeles",
+                "carrier_auth_token": "demo-carrier-auth-token",
+                "carrier_account_sid": "ACdemo",
+            },
+        )
+        auto_scaling_settings_for(account)
+        for username, role, first_name in PEOPLE:
+            user, created = User.objects.get_or_create(
+                username=username,
+                defaults={
+                    "first_name": first_name,
+                    "email": f"{username}@example.com",
+                    "is_staff": role is None,
+                    "is_superuser": role is None,
+                },
+            )
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.save(update_fields=["password"])
+            if role is not None:
+                Membership.objects.get_or_create(user=user, account=account, defaults={"role": role})
+        for area_code, count in INVENTORY:
+            for line in range(101, 101 + count):
+                facts = phone.facts(f"+1{area_code}5550{line}")
+                InventoryNumber.objects.get_or_create(
+                    number=facts.e164,
+                    defaults={
+                        "number_type": facts.number_type,
+                        "area_code": facts.area_code,
+                        "region": facts.region,
+                        "monthly_cost": "1.00" if area_code != "888" else "2.00",
+                    },
+                )
+        for key, name, campaign_name, destination, number_type, area_code, region, size in POOLS:
+            campaign, _ = Campaign.objects.get_or_create(account=account, name=campaign_name)
+            destination_number, _ = DestinationNumber.objects.get_or_create(
+                account=account, number=destination, defaults={"label": "Call center"}
+            )
+            if not RingPool.objects.filter(key=key).exists():
+                ringpool_create(
+                    account=account,
+                    campaign=campaign,
+                    destination_number=destination_number,
+                    name=name,
+                    number_type=number_type,
+                    area_code=area_code,
+                    region=region,
+                    size=size,
+                    key=key,
+                    allowed_origins=ORIGINS,
+                )
+        self._report(account)
+
+    def _report(self, account: Account) -> None:
+        self.stdout.write(self.style.SUCCESS(f"Demo account: {account.name} ({account.timezone})"))
+        self.stdout.write(f"Logins (password for all: {DEMO_PASSWORD}):")
+        for username, role, _ in PEOPLE:
+            self.stdout.write(f"  {username:<6} {'staff account manager (admin)' if role is None else role}")
+        self.stdout.write("Pools (key, name, numbers):")
+        for pool in RingPool.objects.filter(account=account).order_by("name"):
+            self.stdout.write(
+                f"  {pool.key:<18} {pool.name}  ({pool.numbers.filter(state='active').count()})"
+            )
+        self.stdout.write(
+            f"Carrier inventory: {InventoryNumber.objects.filter(sold_to__isnull=True).count()} "
+            "numbers for sale"
+        )

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from phonenumber_field.modelfields import PhoneNumberField
+from simple_history.models import HistoricalRecords
+
+from accounts.models import Account
+from ringpools.choices import NumberType
+from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
+from scaling.choices import EventKind, Scope, Trigger
+
+
+class AutoScalingSettings(models.Model):
+    """The account's page Settings → Network → RingPool Auto-Scaling. Every change is in `history`."""
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="auto_scaling_settings")
+    enable_for_new_pools = models.BooleanField("Enable auto-scaling for each new RingPool", default=True)
+    include_overflow_number = models.BooleanField(
+        "Include an overflow number in each new RingPool", default=True
+    )
+    scope = models.CharField(max_length=20, choices=Scope.choices, default=Scope.ALL_CAMPAIGNS)
+    campaigns = models.ManyToManyField(Campaign, blank=True, related_name="+")
+    destination_numbers = models.ManyToManyField(DestinationNumber, blank=True, related_name="+")
+    # Staff-only growth pace (SPEC §6): at most `growth_step` numbers per `growth_interval_minutes`.
+    growth_step = models.PositiveSmallIntegerField(default=1)
+    growth_interval_minutes = models.PositiveSmallIntegerField(default=5)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(m2m_fields=[campaigns, destination_numbers])
+
+    class Meta:
+        verbose_name = "auto-scaling settings"
+        verbose_name_plural = "auto-scaling settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(scope__in=Scope.values), name="autoscaling_scope_valid"),
+            models.CheckConstraint(condition=Q(growth_step__gte=1), name="autoscaling_growth_step_positive"),
+            models.CheckConstraint(
+                condition=Q(growth_interval_minutes__gte=1), name="autoscaling_growth_interval_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Auto-scaling settings of {self.account}"
+
+
+class ScalingEvent(models.Model):
+    """The audit trail of pool numbers and scaling decisions. Append-only: never edited or deleted."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="scaling_events")
+    pool = models.ForeignKey(RingPool, on_delete=models.PROTECT, related_name="scaling_events")
+    number = models.ForeignKey(
+        PromoNumber, null=True, blank=True, on_delete=models.PROTECT, related_name="scaling_events"
+    )
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    reason = models.CharField(max_length=300)
+    figures = models.JSONField(default=dict, blank=True, help_text="The facts behind the decision.")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["pool", "-created_at"], name="scalingevent_pool_latest")]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=EventKind.values), name="scalingevent_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.reason}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValueError("Scaling events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Scaling events are never deleted.")
+
+
+class InventoryNumber(models.Model):
+    """The demo carrier's stock of numbers for sale (RINGPOOL_CARRIER=inventory)."""
+
+    number = PhoneNumberField(unique=True)
+    number_type = models.CharField(max_length=12, choices=NumberType.choices)
+    area_code = models.CharField(max_length=5, blank=True)
+    region = models.CharField(max_length=80, blank=True)
+    monthly_cost = models.DecimalField(max_digits=8, decimal_places=2, default=1)
+    sold_to = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    sold_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["number"]
+        verbose_name = "carrier inventory number"
+
+    def __str__(self) -> str:
+        return str(self.number)

@@ -1,0 +1,314 @@
+"""Writes of the scaling app. Every change to a pool's numbers goes through here and leaves a ScalingEvent."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Account, User
+from ringpools.choices import NumberRole, NumberState, NumberType, OverflowMode
+from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
+from scaling.carrier import AvailableNumber, Carrier, CarrierError, get_carrier
+from scaling.choices import EventKind, Trigger
+from scaling.models import AutoScalingSettings, ScalingEvent
+
+log = logging.getLogger(__name__)
+
+
+def auto_scaling_settings_for(account: Account) -> AutoScalingSettings:
+    settings, _ = AutoScalingSettings.objects.get_or_create(account=account)
+    return settings
+
+
+def scaling_event_record(
+    *,
+    pool: RingPool,
+    kind: str,
+    trigger: str,
+    reason: str,
+    number: PromoNumber | None = None,
+    figures: dict[str, Any] | None = None,
+    actor: User | None = None,
+) -> ScalingEvent:
+    return ScalingEvent.objects.create(
+        account_id=pool.account_id,
+        pool=pool,
+        number=number,
+        kind=kind,
+        trigger=trigger,
+        reason=reason,
+        figures=figures or {},
+        actor=actor,
+        created_at=timezone.now(),
+    )
+
+
+@transaction.atomic
+def ringpool_create(
+    *,
+    account: Account,
+    campaign: Campaign,
+    destination_number: DestinationNumber,
+    name: str,
+    number_type: str = NumberType.LOCAL,
+    area_code: str = "",
+    region: str = "",
+    size: int = 0,
+    actor: User | None = None,
+    carrier: Carrier | None = None,
+    **options: Any,
+) -> RingPool:
+    """Create a pool with the account's auto-scaling defaults (SPEC §5), its overflow number if the
+    account includes one, and `size` rotating numbers from the carrier."""
+    if campaign.account_id != account.id or destination_number.account_id != account.id:
+        raise ValidationError("The campaign and the destination number must belong to the pool's account.")
+    defaults = auto_scaling_settings_for(account)
+    pool = RingPool(
+        account=account,
+        campaign=campaign,
+        destination_number=destination_number,
+        name=name,
+        number_type=number_type,
+        area_code=area_code,
+        region=region,
+        auto_scaling_enabled=defaults.enable_for_new_pools,
+        overflow_mode=(
+            OverflowMode.OVERFLOW_NUMBER
+            if defaults.include_overflow_number
+            else OverflowMode.DESTINATION_NUMBER
+        ),
+        **options,
+    )
+    pool.full_clean()
+    pool._history_user = actor
+    pool.save()
+    scaling_event_record(
+        pool=pool,
+        kind=EventKind.POOL_CREATED,
+        trigger=Trigger.SETUP,
+        actor=actor,
+        reason="created with the account's auto-scaling defaults",
+        figures={
+            "auto_scaling_enabled": pool.auto_scaling_enabled,
+            "overflow_mode": pool.overflow_mode,
+            "requested_size": size,
+        },
+    )
+    carrier = carrier or get_carrier()
+    if defaults.include_overflow_number:
+        pool_number_add(
+            pool=pool,
+            role=NumberRole.OVERFLOW,
+            trigger=Trigger.SETUP,
+            actor=actor,
+            carrier=carrier,
+            reason="overflow number of a new pool",
+        )
+    for _ in range(size):
+        if (
+            pool_number_add(
+                pool=pool,
+                trigger=Trigger.SETUP,
+                actor=actor,
+                carrier=carrier,
+                reason="initial size of a new pool",
+            )
+            is None
+        ):
+            break
+    return pool
+
+
+# Pool fields whose changes are audited; the hot-path facts (last_overflow_at) are figures, not settings.
+POOL_SETTINGS = (
+    "name",
+    "campaign_id",
+    "destination_number_id",
+    "number_type",
+    "area_code",
+    "region",
+    "lease_seconds",
+    "overflow_mode",
+    "auto_scaling_enabled",
+    "min_size",
+    "max_size",
+    "is_active",
+    "allowed_origins",
+)
+
+
+@transaction.atomic
+def ringpool_update(*, pool: RingPool, actor: User | None, **changes: Any) -> RingPool:
+    """Change a pool's settings; records the before and after of every field that changed."""
+    unknown = set(changes) - set(POOL_SETTINGS) - {"campaign", "destination_number"}
+    if unknown:
+        raise ValidationError(f"Not pool settings: {', '.join(sorted(unknown))}")
+    before = RingPool.objects.select_for_update().get(pk=pool.pk)
+    for field, value in changes.items():
+        setattr(pool, field, value)
+    pool.full_clean()
+    if pool.campaign.account_id != pool.account_id or pool.destination_number.account_id != pool.account_id:
+        raise ValidationError("The campaign and the destination number must belong to the pool's account.")
+    diff = {
+        field: {"before": _plain(getattr(before, field)), "after": _plain(getattr(pool, field))}
+        for field in POOL_SETTINGS
+        if getattr(before, field) != getattr(pool, field)
+    }
+    if not diff:
+        return pool
+    pool._history_user = actor
+    pool.save(update_fields=[f.removesuffix("_id") for f in diff])
+    scaling_event_record(
+        pool=pool,
+        kind=EventKind.SETTINGS_CHANGED,
+        trigger=Trigger.MANUAL,
+        actor=actor,
+        reason="changed " + ", ".join(f.removesuffix("_id") for f in diff),
+        figures=diff,
+    )
+    return pool
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool | list | dict | type(None)) else str(value)
+
+
+@dataclass(frozen=True)
+class NumberChoice:
+    available: AvailableNumber
+    match: str  # "area_code", "region", "toll_free", "toll_free_fallback", "any_local"
+
+
+def number_choose(*, pool: RingPool, carrier: Carrier) -> NumberChoice | None:
+    """SPEC §6: a local pool takes the same area code, then the same region, then toll-free."""
+    if pool.number_type == NumberType.TOLL_FREE:
+        found = carrier.find_available(number_type=NumberType.TOLL_FREE)
+        return NumberChoice(found, "toll_free") if found else None
+    searches = []
+    if pool.area_code:
+        searches.append(("area_code", {"number_type": NumberType.LOCAL, "area_code": pool.area_code}))
+    if pool.region:
+        searches.append(("region", {"number_type": NumberType.LOCAL, "region": pool.region}))
+    if not searches:
+        searches.append(("any_local", {"number_type": NumberType.LOCAL}))
+    searches.append(("toll_free_fallback", {"number_type": NumberType.TOLL_FREE}))
+    for match, criteria in searches:
+        found = carrier.find_available(**criteria)
+        if found is not None:
+            return NumberChoice(found, match)
+    return None
+
+
+def pool_number_add(
+    *,
+    pool: RingPool,
+    trigger: str,
+    reason: str,
+    role: str = NumberRole.ROTATING,
+    actor: User | None = None,
+    figures: dict[str, Any] | None = None,
+    carrier: Carrier | None = None,
+) -> PromoNumber | None:
+    """Buy a number from the carrier and put it in the pool; None (and a FAILED event) if none can be had.
+
+    Bought first, then recorded: if recording fails the purchase is released again, so no number is
+    left bought but outside the pool, nor in the pool without having been bought.
+    """
+    carrier = carrier or get_carrier()
+    figures = dict(figures or {})
+    choice = number_choose(pool=pool, carrier=carrier)
+    if choice is None:
+        scaling_event_record(
+            pool=pool,
+            kind=EventKind.FAILED,
+            trigger=trigger,
+            actor=actor,
+            figures=figures,
+            reason="the carrier has no number to offer",
+        )
+        return None
+    try:
+        bought = carrier.purchase(
+            choice.available,
+            account_id=pool.account_id,
+            friendly_name=f"ringpool-{pool.pk}-{timezone.now():%Y%m%d%H%M%S}",
+        )
+    except CarrierError as error:
+        scaling_event_record(
+            pool=pool,
+            kind=EventKind.FAILED,
+            trigger=trigger,
+            actor=actor,
+            figures=figures,
+            reason=f"carrier refused the purchase: {error}"[:300],
+        )
+        return None
+    try:
+        with transaction.atomic():
+            number = PromoNumber(
+                account_id=pool.account_id,
+                pool=pool,
+                role=role,
+                number=bought.number,
+                number_type=bought.number_type,
+                area_code=bought.area_code,
+                region=bought.region,
+                state=NumberState.ACTIVE,
+                acquired_at=timezone.now(),
+                carrier_ref=bought.carrier_ref,
+                monthly_cost=bought.monthly_cost,
+            )
+            number._history_user = actor
+            number.save()
+            figures.update({"match": choice.match, "area_code": bought.area_code, "region": bought.region})
+            scaling_event_record(
+                pool=pool,
+                number=number,
+                kind=EventKind.NUMBER_ADDED,
+                trigger=trigger,
+                actor=actor,
+                reason=reason,
+                figures=figures,
+            )
+    except Exception:
+        log.exception("Recording %s in pool %s failed; releasing it to the carrier", bought.number, pool.pk)
+        carrier.release(bought.carrier_ref)
+        raise
+    return number
+
+
+@transaction.atomic
+def pool_number_remove(
+    *,
+    number: PromoNumber,
+    trigger: str,
+    reason: str,
+    actor: User | None = None,
+    figures: dict[str, Any] | None = None,
+    carrier: Carrier | None = None,
+) -> PromoNumber:
+    """Take a number out of service and release it to the carrier, so it stops counting in the bill."""
+    locked = PromoNumber.objects.select_for_update().select_related("pool").get(pk=number.pk)
+    if locked.state == NumberState.RELEASED:
+        return locked
+    locked.state = NumberState.RELEASED
+    locked.released_at = timezone.now()
+    locked._history_user = actor
+    locked.save(update_fields=["state", "released_at"])
+    scaling_event_record(
+        pool=locked.pool,
+        number=locked,
+        kind=EventKind.NUMBER_REMOVED,
+        trigger=trigger,
+        actor=actor,
+        reason=reason,
+        figures=figures,
+    )
+    # Inside the transaction: if the carrier refuses, the number stays in service (and in the bill).
+    (carrier or get_carrier()).release(locked.carrier_ref)
+    return locked
