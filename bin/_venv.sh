@@ -15,8 +15,11 @@ fi
 stamp=".venv/.installed-${extra:-run}-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   echo "Installing the project into .venv (once) ..."
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  if [ -n "$extra" ]; then .venv/bin/python -m pip install --quiet -e ".[$extra]"; else .venv/bin/python -m pip install --quiet -e .; fi
+  target="."; [ -n "$extra" ] && target=".[$extra]"
+  if ! { .venv/bin/python -m pip install --quiet --upgrade pip && .venv/bin/python -m pip install --quiet -e "$target"; } \
+      > .venv/pip.log 2>&1; then
+    cat .venv/pip.log >&2; echo "Installing the project failed (log above)." >&2; exit 1
+  fi
   touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"

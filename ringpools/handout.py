@@ -30,6 +30,8 @@ from ringpools.selectors import HandoutPool
 # Overflow presentations of one pool within this window write `last_overflow_at` once: during a rush
 # every visitor overflows at once, and one write per request would queue them all on the pool's row.
 OVERFLOW_WRITE_EVERY = timedelta(seconds=1)
+# A renewal that found the visitor's live lease but lost the compare-and-swap to a concurrent renewal.
+LOST_RACE = object()
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,12 @@ def present_number(
     counted = 0 if keepalive else 1
     steps = steps_for_database()
     held = steps.renew(pool, visitor_id, now, expires, counted)
-    if held is None:
+    for _ in range(3):
+        if held is not LOST_RACE:
+            break
+        # The same visitor renewed at the same instant (two tabs opening at once): read again.
+        held = steps.renew(pool, visitor_id, now, expires, counted)
+    if held is None or held is LOST_RACE:
         held = steps.claim(pool, visitor_id, page_url, params or {}, now, expires, counted)
     if held is not None:
         number, lease_id = held
@@ -106,6 +113,7 @@ WITH cur AS (
     SELECT id, number_id, expires_at FROM {_L}
     WHERE pool_id = %s AND visitor_id = %s AND expires_at > %s
     ORDER BY expires_at DESC LIMIT 1
+    FOR UPDATE
 ), renewed AS (
     UPDATE {_N} n SET busy_until = %s, last_presented_at = %s
     FROM cur
@@ -117,7 +125,8 @@ WITH cur AS (
     {_FIGURES.format(source="renewed")}
     RETURNING 1
 )
-SELECT number, lease_id FROM renewed
+SELECT renewed.number, renewed.lease_id, (SELECT id FROM cur)
+FROM (SELECT 1) AS one LEFT JOIN renewed ON true
 """
 
 _CLAIM_SQL = f"""
@@ -177,7 +186,10 @@ class _PostgresSteps:
                     *figures_params(pool.id, now, presentations=counted),
                 ],
             )
-            return cursor.fetchone()
+            number, lease_id, live_lease = cursor.fetchone()
+        if number is not None:
+            return number, lease_id
+        return LOST_RACE if live_lease is not None else None
 
     @staticmethod
     def claim(
@@ -244,6 +256,7 @@ class _OrmSteps:
         lease = (
             Lease.objects.filter(pool_id=pool.id, visitor_id=visitor_id, expires_at__gt=now)
             .order_by("-expires_at")
+            .select_for_update()
             .values("id", "number_id", "expires_at")
             .first()
         )
@@ -253,7 +266,7 @@ class _OrmSteps:
             id=lease["number_id"], busy_until=lease["expires_at"], state=NumberState.ACTIVE
         ).update(busy_until=expires, last_presented_at=now)
         if swapped != 1:
-            return None  # the lease lapsed and another visitor holds the number now
+            return LOST_RACE
         Lease.objects.filter(id=lease["id"]).update(expires_at=expires)
         figures_add(pool.id, now, presentations=counted)
         return PromoNumber.objects.values_list("number", flat=True).get(id=lease["number_id"]), lease["id"]

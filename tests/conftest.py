@@ -73,7 +73,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_pool_cache(settings) -> None:
+def _test_settings(settings) -> None:
+    # Production settings, except: no manifest (tests do not run collectstatic), no cache of pools
+    # between steps of a test.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     settings.RINGPOOL_POOL_CACHE_SECONDS = 0
     clear_handout_cache()
 

@@ -1,0 +1,201 @@
+"""The public visitor API (SPEC §3.7, §9): the contract, CORS per pool, and a 4xx JSON for every bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+
+from ringpools.models import Lease, PoolHourlyFigures, PromoNumber
+from tests.factories import PromoNumberFactory, RingPoolFactory
+
+pytestmark = pytest.mark.django_db
+ORIGIN = "https://www.example.com"
+
+
+@pytest.fixture
+def pool():
+    pool = RingPoolFactory(allowed_origins=[ORIGIN])
+    PromoNumberFactory(pool=pool, number="+18055550142")
+    return pool
+
+
+def post(client: Client, key: str, body, content_type: str = "application/json", **headers):
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.post(
+        f"/api/v1/ringpools/{key}/numbers", data=data, content_type=content_type, headers=headers
+    )
+
+
+def nothing_changed() -> bool:
+    return not Lease.objects.exists() and not PoolHourlyFigures.objects.exists()
+
+
+def test_it_answers_the_contract(client, pool):
+    response = post(
+        client,
+        pool.key,
+        {
+            "visitor_id": "visitor-0001",
+            "page_url": "https://www.example.com/a",
+            "params": {"utm_source": "google"},
+        },
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["number"] == "+18055550142"
+    assert body["display"] == "(805) 555-0142"
+    assert body["kind"] == "promo"
+    assert body["expires_at"].startswith("20")
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_overflow_answers_have_no_expiry(client, pool):
+    post(client, pool.key, {"visitor_id": "visitor-0001"})
+    body = post(client, pool.key, {"visitor_id": "visitor-0002"}).json()
+    assert body["kind"] == "destination" and body["expires_at"] is None
+    assert body["number"] == str(pool.destination_number.number)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        ("{not json", "application/json", 400, "invalid_json"),
+        ("[1, 2]", "application/json", 400, "invalid_json"),
+        (b"\xff\xfe", "application/json", 400, "invalid_json"),
+        ({"visitor_id": "visitor-0001"}, "text/plain", 415, "unsupported_media_type"),
+        ({"visitor_id": "visitor-0001"}, "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        ({}, "application/json", 400, "missing_visitor_id"),
+        ({"visitor_id": ""}, "application/json", 400, "missing_visitor_id"),
+        ({"visitor_id": "short"}, "application/json", 400, "invalid_visitor_id"),
+        ({"visitor_id": "x" * 129}, "application/json", 400, "invalid_visitor_id"),
+        ({"visitor_id": "has spaces in it"}, "application/json", 400, "invalid_visitor_id"),
+        ({"visitor_id": 12345678}, "application/json", 400, "invalid_visitor_id"),
+        ({"visitor_id": "visitor-0001", "params": ["a"]}, "application/json", 400, "invalid_params"),
+        ({"visitor_id": "visitor-0001", "params": "utm=1"}, "application/json", 400, "invalid_params"),
+        (
+            {"visitor_id": "visitor-0001", "params": {"a": {"b": 1}}},
+            "application/json",
+            400,
+            "invalid_params",
+        ),
+        (
+            {"visitor_id": "visitor-0001", "params": {f"k{i}": i for i in range(51)}},
+            "application/json",
+            400,
+            "params_too_large",
+        ),
+        (
+            {"visitor_id": "visitor-0001", "params": {"k": "v" * 5000}},
+            "application/json",
+            400,
+            "params_too_large",
+        ),
+        (
+            {"visitor_id": "visitor-0001", "page_url": "javascript:alert(1)"},
+            "application/json",
+            400,
+            "invalid_page_url",
+        ),
+        ({"visitor_id": "visitor-0001", "page_url": 42}, "application/json", 400, "invalid_page_url"),
+        ({"visitor_id": "visitor-0001", "keepalive": "yes"}, "application/json", 400, "invalid_keepalive"),
+        ({"visitor_id": "visitor-0001", "pad": "x" * 17000}, "application/json", 413, "body_too_large"),
+    ],
+)
+def test_bad_input_gets_a_clear_json_error_and_changes_nothing(
+    client, pool, body, content_type, status, code
+):
+    response = post(client, pool.key, body, content_type=content_type)
+    assert response.status_code == status
+    assert response.json()["error"] == code
+    assert response.json()["detail"]
+    assert nothing_changed()
+
+
+def test_an_unknown_pool_is_404(client, pool):
+    response = post(client, "rp_nope", {"visitor_id": "visitor-0001"})
+    assert response.status_code == 404 and response.json()["error"] == "pool_not_found"
+
+
+def test_an_inactive_pool_is_404(client, pool):
+    pool.is_active = False
+    pool.save()
+    response = post(client, pool.key, {"visitor_id": "visitor-0001"})
+    assert response.status_code == 404 and response.json()["error"] == "pool_not_found"
+    assert nothing_changed()
+
+
+@pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
+def test_other_methods_are_405(client, pool, method):
+    response = getattr(client, method)(f"/api/v1/ringpools/{pool.key}/numbers")
+    assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
+
+
+def test_an_allowed_origin_gets_cors_answers(client, pool):
+    preflight = client.options(
+        f"/api/v1/ringpools/{pool.key}/numbers",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight["Access-Control-Allow-Origin"] == ORIGIN
+    assert "POST" in preflight["Access-Control-Allow-Methods"]
+    response = post(client, pool.key, {"visitor_id": "visitor-0001"}, Origin=ORIGIN)
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Origin"] == ORIGIN
+
+
+def test_another_origin_is_refused_and_gets_no_number(client, pool):
+    preflight = client.options(
+        f"/api/v1/ringpools/{pool.key}/numbers",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "Access-Control-Allow-Origin" not in preflight
+    response = post(client, pool.key, {"visitor_id": "visitor-0001"}, Origin="https://evil.example")
+    assert response.status_code == 403 and response.json()["error"] == "origin_not_allowed"
+    assert "Access-Control-Allow-Origin" not in response
+    assert nothing_changed()
+
+
+def test_one_pools_origin_is_not_allowed_on_another_pool(client, pool):
+    other = RingPoolFactory(allowed_origins=["https://other.example"])
+    response = post(client, other.key, {"visitor_id": "visitor-0001"}, Origin=ORIGIN)
+    assert response.status_code == 403
+
+
+def test_the_release_beacon_frees_the_number(client, pool):
+    post(client, pool.key, {"visitor_id": "visitor-0001"})
+    response = client.post(
+        f"/api/v1/ringpools/{pool.key}/numbers/release",
+        data=json.dumps({"visitor_id": "visitor-0001"}),
+        content_type="text/plain",
+    )
+    assert response.status_code == 200 and response.json() == {"released": True}
+    assert post(client, pool.key, {"visitor_id": "visitor-0002"}).json()["kind"] == "promo"
+    assert PromoNumber.objects.get(number="+18055550142").busy_until is not None
+
+
+def test_a_release_with_bad_input_is_a_json_error(client, pool):
+    response = client.post(
+        f"/api/v1/ringpools/{pool.key}/numbers/release", data="nope", content_type="text/plain"
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_json"
+
+
+def test_healthz_reports_the_database(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_the_tag_is_a_cacheable_script_for_an_active_pool(client, pool):
+    response = client.get(f"/tag/{pool.key}.js")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/javascript")
+    assert "public" in response["Cache-Control"] and "max-age" in response["Cache-Control"]
+    script = response.content.decode()
+    assert f"/api/v1/ringpools/{pool.key}/numbers" in script
+    assert "data-ringpool-number" in script and "pagehide" in script
+    assert client.get("/tag/rp_nope.js").status_code == 404
