@@ -194,6 +194,10 @@ class CallAdmin(PhoneSearchMixin, LargeTableAdmin):
     phone_search_fields = ("to_number", "from_number")
     date_hierarchy = "received_at"
 
+    # Calls come from the carrier, figures from the hand-out: records to read, not to write.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
     def has_change_permission(self, request: HttpRequest, obj: Call | None = None) -> bool:
         return False
 
@@ -205,6 +209,9 @@ class PoolHourlyFiguresAdmin(LargeTableAdmin):
     raw_id_fields = ("pool",)
     search_fields = ("pool__name",)
     date_hierarchy = "hour"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
     def has_change_permission(self, request: HttpRequest, obj: PoolHourlyFigures | None = None) -> bool:
         return False

@@ -30,6 +30,8 @@ from ringpools.selectors import HandoutPool
 # Overflow presentations of one pool within this window write `last_overflow_at` once: during a rush
 # every visitor overflows at once, and one write per request would queue them all on the pool's row.
 OVERFLOW_WRITE_EVERY = timedelta(seconds=1)
+# After the page says goodbye, the number stays with the visitor this long (a reload, the next page).
+GOODBYE_GRACE = timedelta(seconds=20)
 # A renewal that found the visitor's live lease but lost the compare-and-swap to a concurrent renewal.
 LOST_RACE = object()
 
@@ -82,20 +84,27 @@ def steps_for_database() -> type[_PostgresSteps] | type[_OrmSteps]:
 
 
 def release_lease(*, pool: HandoutPool, visitor_id: str, now: datetime | None = None) -> bool:
-    """The page said goodbye: end the visitor's lease now so the number rests from this moment."""
+    """The page said goodbye: the visitor keeps the number only for GOODBYE_GRACE more.
+
+    A reload or the next page of the same site comes back within seconds and renews the same number;
+    a visitor who really left frees it almost at once instead of after the whole lease.
+    """
     now = now or timezone.now()
+    ends = now + GOODBYE_GRACE
     with transaction.atomic():
         lease = (
-            Lease.objects.filter(pool_id=pool.id, visitor_id=visitor_id, expires_at__gt=now)
+            Lease.objects.filter(pool_id=pool.id, visitor_id=visitor_id, expires_at__gt=ends)
             .order_by("-expires_at")
+            .select_for_update()
             .first()
         )
         if lease is None:
             return False
         swapped = PromoNumber.objects.filter(id=lease.number_id, busy_until=lease.expires_at).update(
-            busy_until=now
+            busy_until=ends
         )
-        Lease.objects.filter(id=lease.id).update(expires_at=now, released_at=now)
+        if swapped:
+            Lease.objects.filter(id=lease.id).update(expires_at=ends, released_at=now)
         return swapped == 1
 
 
@@ -120,7 +129,8 @@ WITH cur AS (
     WHERE n.id = cur.number_id AND n.busy_until = cur.expires_at AND n.state = 'active'
     RETURNING n.number, cur.id AS lease_id
 ), lease AS (
-    UPDATE {_L} l SET expires_at = %s FROM renewed WHERE l.id = renewed.lease_id RETURNING l.id
+    UPDATE {_L} l SET expires_at = %s, released_at = NULL FROM renewed WHERE l.id = renewed.lease_id
+    RETURNING l.id
 ), figures AS (
     {_FIGURES.format(source="renewed")}
     RETURNING 1
@@ -267,7 +277,7 @@ class _OrmSteps:
         ).update(busy_until=expires, last_presented_at=now)
         if swapped != 1:
             return LOST_RACE
-        Lease.objects.filter(id=lease["id"]).update(expires_at=expires)
+        Lease.objects.filter(id=lease["id"]).update(expires_at=expires, released_at=None)
         figures_add(pool.id, now, presentations=counted)
         return PromoNumber.objects.values_list("number", flat=True).get(id=lease["number_id"]), lease["id"]
 

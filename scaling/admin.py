@@ -8,6 +8,8 @@ from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.forms import ModelForm
 from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+from django.utils.timezone import localtime
 from simple_history.admin import SimpleHistoryAdmin
 
 from ringpools.admin import RingPoolAdmin
@@ -62,7 +64,7 @@ class ScalingRingPoolAdmin(RingPoolAdmin):
             pool_active=pool.is_active,
         )
         if verdict.applies:
-            return format_html('<span style="color:#1a7f37">on</span>')
+            return mark_safe('<span style="color:#1a7f37">on</span>')
         return format_html('<span style="color:#8c959f">off</span> <small>({})</small>', verdict.reason)
 
     @admin.display(ordering="last_event_at", description="last scaling event")
@@ -72,7 +74,7 @@ class ScalingRingPoolAdmin(RingPoolAdmin):
         label = dict(ScalingEvent._meta.get_field("kind").choices).get(
             pool.last_event_kind, pool.last_event_kind
         )
-        return format_html("{} <small>{:%Y-%m-%d %H:%M}</small>", label, pool.last_event_at)
+        return format_html("{} <small>{}</small>", label, f"{localtime(pool.last_event_at):%Y-%m-%d %H:%M}")
 
     def save_model(self, request: HttpRequest, obj: RingPool, form: ModelForm, change: bool) -> None:
         # Pools are created and changed only through the services, which apply defaults and audit.

@@ -84,7 +84,7 @@ def _test_settings(settings) -> None:
     clear_handout_cache()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     return {
         **browser_type_launch_args,

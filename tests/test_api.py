@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import time_machine
 from django.test import Client
+from django.utils import timezone
 
-from ringpools.models import Lease, PoolHourlyFigures, PromoNumber
+from ringpools.handout import GOODBYE_GRACE
+from ringpools.models import Lease, PoolHourlyFigures
 from tests.factories import PromoNumberFactory, RingPoolFactory
 
 pytestmark = pytest.mark.django_db
@@ -174,8 +177,9 @@ def test_the_release_beacon_frees_the_number(client, pool):
         content_type="text/plain",
     )
     assert response.status_code == 200 and response.json() == {"released": True}
-    assert post(client, pool.key, {"visitor_id": "visitor-0002"}).json()["kind"] == "promo"
-    assert PromoNumber.objects.get(number="+18055550142").busy_until is not None
+    with time_machine.travel(timezone.now() + GOODBYE_GRACE, tick=False):
+        assert post(client, pool.key, {"visitor_id": "visitor-0002"}).json()["kind"] == "promo"
+    assert Lease.objects.get(visitor_id="visitor-0001").released_at is not None
 
 
 def test_a_release_with_bad_input_is_a_json_error(client, pool):

@@ -100,7 +100,7 @@ def test_the_number_that_rested_longest_is_handed_out_first(implementation):
     assert order == [str(n.number) for n in (never_used, freed_early, freed_late)]
 
 
-def test_goodbye_frees_the_number_at_once_and_it_rests_from_then(implementation):
+def test_goodbye_frees_the_number_after_a_short_grace_and_it_rests_from_then(implementation):
     pool = pool_with(2)
     with time_machine.travel(T0, tick=False):
         first = ask(pool, "visitor-aaaa").number
@@ -109,11 +109,24 @@ def test_goodbye_frees_the_number_at_once_and_it_rests_from_then(implementation)
         assert release_lease(pool=handout_pool(pool.key), visitor_id="visitor-bbbb")
     with time_machine.travel(T0 + timedelta(minutes=2), tick=False):
         assert release_lease(pool=handout_pool(pool.key), visitor_id="visitor-aaaa")
-        # Both free: the one released first (other) rested longest and goes first.
-        assert ask(pool, "visitor-cccc").number == other
-        assert ask(pool, "visitor-dddd").number == first
+        assert ask(pool, "visitor-cccc").number == other  # its grace is over
+        assert ask(pool, "visitor-dddd").kind != PresentationKind.PROMO  # first is still in its grace
+    with time_machine.travel(T0 + timedelta(minutes=2) + handout.GOODBYE_GRACE, tick=False):
+        assert ask(pool, "visitor-eeee").number == first
     lease = Lease.objects.get(visitor_id="visitor-bbbb")
-    assert lease.released_at == lease.expires_at == T0 + timedelta(minutes=1)
+    assert lease.released_at == T0 + timedelta(minutes=1)
+    assert lease.expires_at == T0 + timedelta(minutes=1) + handout.GOODBYE_GRACE
+
+
+def test_a_visitor_who_comes_back_within_the_grace_keeps_the_number(implementation):
+    pool = pool_with(2)
+    with time_machine.travel(T0, tick=False):
+        mine = ask(pool, "visitor-aaaa").number
+        release_lease(pool=handout_pool(pool.key), visitor_id="visitor-aaaa")
+    with time_machine.travel(T0 + timedelta(seconds=2), tick=False):
+        again = ask(pool, "visitor-aaaa")
+    assert again.number == mine and again.expires_at == T0 + timedelta(seconds=2, minutes=30)
+    assert Lease.objects.get(visitor_id="visitor-aaaa").released_at is None
 
 
 def test_overflow_shows_the_pools_overflow_number(implementation):

@@ -1,0 +1,75 @@
+"""The tag in a real browser (Chromium through Playwright) on the demo landing page."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from ringpools.handout import GOODBYE_GRACE
+from ringpools.models import Lease
+from tests.factories import PromoNumberFactory, RingPoolFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+PROMO = re.compile(r"\(805\) 555-01\d\d")
+
+
+@pytest.fixture
+def pool(live_server, settings):
+    settings.DEBUG = True  # the demo landing page is served in DEBUG (or to staff)
+    pool = RingPoolFactory(name="Browser pool", allowed_origins=[live_server.url])
+    for line in range(140, 143):
+        PromoNumberFactory(pool=pool, number=f"+18055550{line}")
+    return pool
+
+
+def shown_number(page) -> str:
+    page.wait_for_function("document.getElementById('phone').getAttribute('data-ringpool-kind') !== null")
+    return page.locator("#phone").inner_text()
+
+
+def leave(page, live_server, visitors: int = 1) -> None:
+    """Navigate away and wait for the goodbye beacons, so none reaches the server after the test."""
+    page.goto(f"{live_server.url}/healthz")
+    deadline = time.monotonic() + 10
+    while Lease.objects.filter(released_at__isnull=False).count() < visitors and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_the_tag_swaps_in_a_promo_number_and_keeps_it_on_reload(live_server, pool, page):
+    destination = pool.destination_number.number.as_national
+    page.goto(f"{live_server.url}/demo/?pool={pool.key}&utm_source=newsletter")
+    first = shown_number(page)
+    assert first != destination and PROMO.fullmatch(first)
+    href = page.locator("#phone").get_attribute("href")
+    assert href.startswith("tel:+18055550")
+    assert page.locator("#phone").get_attribute("data-ringpool-kind") == "promo"
+    lease = Lease.objects.get()
+    assert lease.params.get("utm_source") == "newsletter" and "/demo/" in lease.page_url
+
+    page.reload()
+    assert shown_number(page) == first
+    assert Lease.objects.values("visitor_id").distinct().count() == 1
+    leave(page, live_server)
+
+
+def test_another_visitor_sees_another_number(live_server, pool, browser):
+    numbers = []
+    for visitor in range(2):
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{live_server.url}/demo/?pool={pool.key}")
+        numbers.append(shown_number(page))
+        leave(page, live_server, visitors=visitor + 1)
+        context.close()
+    assert numbers[0] != numbers[1]
+
+
+def test_leaving_the_page_releases_the_number(live_server, pool, page):
+    page.goto(f"{live_server.url}/demo/?pool={pool.key}")
+    shown_number(page)
+    leave(page, live_server)
+    lease = Lease.objects.get()
+    assert lease.released_at is not None
+    assert lease.expires_at == lease.released_at + GOODBYE_GRACE
