@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from ringpools.choices import NumberRole, NumberState, PresentationKind
@@ -143,14 +143,14 @@ _CLAIM_SQL = f"""
 WITH candidate AS (
     SELECT id FROM {_N}
     WHERE pool_id = %s AND state = 'active' AND role = 'rotating'
-      AND (busy_until IS NULL OR busy_until <= %s)
-    ORDER BY busy_until ASC NULLS FIRST, id
+      AND busy_until <= %s
+    ORDER BY busy_until, id
     LIMIT 1
     FOR UPDATE {{skip_locked}}
 ), claimed AS (
     UPDATE {_N} n SET busy_until = %s, last_presented_at = %s
     FROM candidate
-    WHERE n.id = candidate.id AND (n.busy_until IS NULL OR n.busy_until <= %s)
+    WHERE n.id = candidate.id AND n.busy_until <= %s
     RETURNING n.id, n.number
 ), lease AS (
     INSERT INTO {_L} (pool_id, number_id, visitor_id, page_url, params, started_at, expires_at)
@@ -180,23 +180,32 @@ SELECT 1
 """
 
 
+_CLAIM_SKIP_LOCKED_SQL = _CLAIM_SQL.format(skip_locked="SKIP LOCKED")
+_CLAIM_WAITING_SQL = _CLAIM_SQL.format(skip_locked="")
+
+
+def _statement(sql: str, params: list[Any]) -> tuple | None:
+    """Run one hand-out statement as a prepared statement and return its first row.
+
+    Django keeps psycopg's automatic preparing off (for connection poolers); these few statements run
+    on every request, so they are prepared explicitly on a server-side-binding cursor and skip parsing
+    and planning after the first run on a connection. Django's error mapping still applies.
+    """
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()
+
+
 class _PostgresSteps:
     @staticmethod
     def renew(pool: HandoutPool, visitor_id: str, now: datetime, expires: datetime, counted: int):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _RENEW_SQL,
-                [
-                    pool.id,
-                    visitor_id,
-                    now,
-                    expires,
-                    now,
-                    expires,
-                    *figures_params(pool.id, now, presentations=counted),
-                ],
-            )
-            number, lease_id, live_lease = cursor.fetchone()
+        figures = figures_params(pool.id, now, presentations=counted)
+        number, lease_id, live_lease = _statement(
+            _RENEW_SQL, [pool.id, visitor_id, now, expires, now, expires, *figures]
+        )
         if number is not None:
             return number, lease_id
         return LOST_RACE if live_lease is not None else None
@@ -213,6 +222,7 @@ class _PostgresSteps:
     ):
         from psycopg.types.json import Jsonb
 
+        figures = figures_params(pool.id, now, presentations=counted)
         args = [
             pool.id,
             now,
@@ -225,35 +235,18 @@ class _PostgresSteps:
             Jsonb(params),
             now,
             expires,
-            *figures_params(pool.id, now, presentations=counted),
+            *figures,
         ]
-        with connection.cursor() as cursor:
-            # SKIP LOCKED spreads concurrent claims over different numbers; finding nothing may only
-            # mean the free ones are locked right now, so confirm with a waiting lock before overflow.
-            for skip_locked in ("SKIP LOCKED", ""):
-                cursor.execute(_CLAIM_SQL.format(skip_locked=skip_locked), args)
-                row = cursor.fetchone()
-                if row is not None:
-                    return row
-        return None
+        # SKIP LOCKED spreads concurrent claims over different numbers; finding nothing may only mean
+        # the free ones are locked right now, so confirm with a waiting lock before showing overflow.
+        return _statement(_CLAIM_SKIP_LOCKED_SQL, args) or _statement(_CLAIM_WAITING_SQL, args)
 
     @staticmethod
     def overflow(pool: HandoutPool, now: datetime, counted: int) -> None:
         since = now - OVERFLOW_WRITE_EVERY
         number_id = pool.overflow_number_id if pool.shows_overflow_number else None
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _OVERFLOW_SQL,
-                [
-                    now,
-                    pool.id,
-                    since,
-                    now,
-                    number_id,
-                    since,
-                    *figures_params(pool.id, now, presentations=counted, overflows=1),
-                ],
-            )
+        figures = figures_params(pool.id, now, presentations=counted, overflows=1)
+        _statement(_OVERFLOW_SQL, [now, pool.id, since, now, number_id, since, *figures])
 
 
 # --- Any database: the same steps through the ORM -------------------------------------------------
@@ -294,8 +287,8 @@ class _OrmSteps:
     ):
         free = (
             PromoNumber.objects.filter(pool_id=pool.id, state=NumberState.ACTIVE, role=NumberRole.ROTATING)
-            .filter(Q(busy_until__isnull=True) | Q(busy_until__lte=now))
-            .order_by(F("busy_until").asc(nulls_first=True), "id")
+            .filter(busy_until__lte=now)
+            .order_by("busy_until", "id")
         )
         skip = connection.features.has_select_for_update_skip_locked
         for skip_locked in (True, False) if skip else (False,):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 
 from django.db import models
 from django.db.models import Q
@@ -9,6 +10,12 @@ from simple_history.models import HistoricalRecords
 
 from accounts.models import Account
 from ringpools.choices import CallAttribution, NumberRole, NumberState, NumberType, OverflowMode
+
+NEVER_LEASED = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def never_leased() -> datetime:
+    return NEVER_LEASED
 
 
 def new_pool_key() -> str:
@@ -137,9 +144,10 @@ class PromoNumber(models.Model):
     released_at = models.DateTimeField(null=True, blank=True)
     last_presented_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_called_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # Hot path: the number is held by a lease until this moment (null: never leased). Free numbers are
-    # those with busy_until in the past; the oldest busy_until has rested longest.
-    busy_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Hot path: the number is held by a lease until this moment. Free numbers are those with busy_until
+    # in the past, and the oldest busy_until has rested longest; a number never leased rests since
+    # NEVER_LEASED, so it goes first. Not null, so the hand-out reads it straight off its index.
+    busy_until = models.DateTimeField(default=never_leased, editable=False)
     carrier_ref = models.CharField("carrier reference", max_length=64, blank=True)
     monthly_cost = models.DecimalField(max_digits=8, decimal_places=2, default=0)
 
