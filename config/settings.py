@@ -91,10 +91,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
-    # psycopg prepares only the statements the hand-out asks it to (prepare=True); the huge threshold
-    # keeps every other query unprepared. Behind PgBouncer in transaction mode this needs PgBouncer
-    # >= 1.21 with max_prepared_statements set.
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -31,6 +31,11 @@ def shard() -> int:
     return threading.get_native_id() % PoolHourlyFigures.SHARDS
 
 
+def figures_key(moment: datetime) -> tuple[datetime, int]:
+    """The (hour, shard) row a count made now goes to, ready to pass to SQL."""
+    return connection.ops.adapt_datetimefield_value(hour_of(moment)), shard()
+
+
 def figures_params(
     pool_id: int, moment: datetime, *, presentations: int = 0, overflows: int = 0, calls: int = 0
 ) -> list[object]:

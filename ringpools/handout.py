@@ -23,7 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ringpools.choices import NumberRole, NumberState, PresentationKind
-from ringpools.figures import UPSERT_SQL, figures_add, figures_params
+from ringpools.figures import UPSERT_SQL, figures_add, figures_key
 from ringpools.models import Lease, PromoNumber, RingPool
 from ringpools.selectors import HandoutPool
 
@@ -58,14 +58,7 @@ def present_number(
     expires = now + timedelta(seconds=pool.lease_seconds)
     counted = 0 if keepalive else 1
     steps = steps_for_database()
-    held = steps.renew(pool, visitor_id, now, expires, counted)
-    for _ in range(3):
-        if held is not LOST_RACE:
-            break
-        # The same visitor renewed at the same instant (two tabs opening at once): read again.
-        held = steps.renew(pool, visitor_id, now, expires, counted)
-    if held is None or held is LOST_RACE:
-        held = steps.claim(pool, visitor_id, page_url, params or {}, now, expires, counted)
+    held = steps.hold(pool, visitor_id, page_url, params or {}, now, expires, counted)
     if held is not None:
         number, lease_id = held
         return Presentation(
@@ -113,105 +106,90 @@ def release_lease(*, pool: HandoutPool, visitor_id: str, now: datetime | None = 
 _L = Lease._meta.db_table
 _N = PromoNumber._meta.db_table
 _P = RingPool._meta.db_table
-_FIGURES = UPSERT_SQL.replace(
-    "VALUES (%s, %s, %s, %s, %s, %s)", "SELECT %s, %s, %s, %s, %s, %s FROM {source}"
-)
 
-_RENEW_SQL = f"""
+# Renew the visitor's live lease, or (only when there is none) claim the free number that rested
+# longest and lease it; count the presentation. Returns (number, lease id, the live lease found).
+_HOLD_SQL = f"""
 WITH cur AS (
     SELECT id, number_id, expires_at FROM {_L}
-    WHERE pool_id = %s AND visitor_id = %s AND expires_at > %s
+    WHERE pool_id = %(pool)s AND visitor_id = %(visitor)s AND expires_at > %(now)s
     ORDER BY expires_at DESC LIMIT 1
     FOR UPDATE
 ), renewed AS (
-    UPDATE {_N} n SET busy_until = %s, last_presented_at = %s
+    UPDATE {_N} n SET busy_until = %(expires)s, last_presented_at = %(now)s
     FROM cur
     WHERE n.id = cur.number_id AND n.busy_until = cur.expires_at AND n.state = 'active'
     RETURNING n.number, cur.id AS lease_id
-), lease AS (
-    UPDATE {_L} l SET expires_at = %s, released_at = NULL FROM renewed WHERE l.id = renewed.lease_id
+), renewed_lease AS (
+    UPDATE {_L} l SET expires_at = %(expires)s, released_at = NULL
+    FROM renewed WHERE l.id = renewed.lease_id
     RETURNING l.id
-), figures AS (
-    {_FIGURES.format(source="renewed")}
-    RETURNING 1
-)
-SELECT renewed.number, renewed.lease_id, (SELECT id FROM cur)
-FROM (SELECT 1) AS one LEFT JOIN renewed ON true
-"""
-
-_CLAIM_SQL = f"""
-WITH candidate AS (
+), candidate AS (
     SELECT id FROM {_N}
-    WHERE pool_id = %s AND state = 'active' AND role = 'rotating'
-      AND busy_until <= %s
+    WHERE pool_id = %(pool)s AND state = 'active' AND role = 'rotating' AND busy_until <= %(now)s
+      AND NOT EXISTS (SELECT 1 FROM cur)
     ORDER BY busy_until, id
     LIMIT 1
     FOR UPDATE {{skip_locked}}
 ), claimed AS (
-    UPDATE {_N} n SET busy_until = %s, last_presented_at = %s
+    UPDATE {_N} n SET busy_until = %(expires)s, last_presented_at = %(now)s
     FROM candidate
-    WHERE n.id = candidate.id AND n.busy_until <= %s
+    WHERE n.id = candidate.id AND n.busy_until <= %(now)s
     RETURNING n.id, n.number
-), lease AS (
+), new_lease AS (
     INSERT INTO {_L} (pool_id, number_id, visitor_id, page_url, params, started_at, expires_at)
-    SELECT %s, id, %s, %s, %s, %s, %s FROM claimed
+    SELECT %(pool)s, id, %(visitor)s, %(page_url)s, %(params)s, %(now)s, %(expires)s FROM claimed
     RETURNING id
+), held AS (
+    SELECT number, lease_id FROM renewed
+    UNION ALL
+    SELECT claimed.number, new_lease.id FROM claimed, new_lease
 ), figures AS (
-    {_FIGURES.format(source="claimed")}
+    {
+    UPSERT_SQL.replace(
+        "VALUES (%s, %s, %s, %s, %s, %s)", "SELECT %(pool)s, %(hour)s, %(shard)s, %(counted)s, 0, 0 FROM held"
+    )
+}
     RETURNING 1
 )
-SELECT claimed.number, lease.id FROM claimed, lease
+SELECT held.number, held.lease_id, (SELECT id FROM cur)
+FROM (SELECT 1) AS one LEFT JOIN held ON true
 """
+_HOLD_SKIP_LOCKED_SQL = _HOLD_SQL.format(skip_locked="SKIP LOCKED")
+_HOLD_WAITING_SQL = _HOLD_SQL.format(skip_locked="")
 
 _OVERFLOW_SQL = f"""
 WITH pool AS (
-    UPDATE {_P} SET last_overflow_at = %s
-    WHERE id = %s AND (last_overflow_at IS NULL OR last_overflow_at < %s)
+    UPDATE {_P} SET last_overflow_at = %(now)s
+    WHERE id = %(pool)s AND (last_overflow_at IS NULL OR last_overflow_at < %(since)s)
     RETURNING id
 ), overflow_number AS (
-    UPDATE {_N} SET last_presented_at = %s
-    WHERE id = %s AND (last_presented_at IS NULL OR last_presented_at < %s)
+    UPDATE {_N} SET last_presented_at = %(now)s
+    WHERE id = %(overflow_number)s AND (last_presented_at IS NULL OR last_presented_at < %(since)s)
     RETURNING id
 ), figures AS (
-    {UPSERT_SQL}
+    {
+    UPSERT_SQL.replace(
+        "VALUES (%s, %s, %s, %s, %s, %s)", "VALUES (%(pool)s, %(hour)s, %(shard)s, %(counted)s, 1, 0)"
+    )
+}
     RETURNING 1
 )
 SELECT 1
 """
 
 
-_CLAIM_SKIP_LOCKED_SQL = _CLAIM_SQL.format(skip_locked="SKIP LOCKED")
-_CLAIM_WAITING_SQL = _CLAIM_SQL.format(skip_locked="")
-
-
-def _statement(sql: str, params: list[Any]) -> tuple | None:
-    """Run one hand-out statement as a prepared statement and return its first row.
-
-    Django keeps psycopg's automatic preparing off (for connection poolers); these few statements run
-    on every request, so they are prepared explicitly on a server-side-binding cursor and skip parsing
-    and planning after the first run on a connection. Django's error mapping still applies.
-    """
-    import psycopg
-
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
+def _statement(sql: str, params: dict[str, Any]) -> tuple:
+    # Not prepared on purpose: a generic plan made while the lease table is small (a new deployment)
+    # would keep scanning it whole long after it has grown; each execution is planned on today's size.
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
         return cursor.fetchone()
 
 
 class _PostgresSteps:
     @staticmethod
-    def renew(pool: HandoutPool, visitor_id: str, now: datetime, expires: datetime, counted: int):
-        figures = figures_params(pool.id, now, presentations=counted)
-        number, lease_id, live_lease = _statement(
-            _RENEW_SQL, [pool.id, visitor_id, now, expires, now, expires, *figures]
-        )
-        if number is not None:
-            return number, lease_id
-        return LOST_RACE if live_lease is not None else None
-
-    @staticmethod
-    def claim(
+    def hold(
         pool: HandoutPool,
         visitor_id: str,
         page_url: str,
@@ -219,40 +197,73 @@ class _PostgresSteps:
         now: datetime,
         expires: datetime,
         counted: int,
-    ):
+    ) -> tuple[str, int] | None:
         from psycopg.types.json import Jsonb
 
-        figures = figures_params(pool.id, now, presentations=counted)
-        args = [
-            pool.id,
-            now,
-            expires,
-            now,
-            now,
-            pool.id,
-            visitor_id,
-            page_url,
-            Jsonb(params),
-            now,
-            expires,
-            *figures,
-        ]
+        hour, shard = figures_key(now)
+        args = {
+            "pool": pool.id,
+            "visitor": visitor_id,
+            "now": now,
+            "expires": expires,
+            "page_url": page_url,
+            "params": Jsonb(params),
+            "hour": hour,
+            "shard": shard,
+            "counted": counted,
+        }
+        # A live lease whose swap lost to a same-visitor renewal (two tabs at once) reads again.
         # SKIP LOCKED spreads concurrent claims over different numbers; finding nothing may only mean
-        # the free ones are locked right now, so confirm with a waiting lock before showing overflow.
-        return _statement(_CLAIM_SKIP_LOCKED_SQL, args) or _statement(_CLAIM_WAITING_SQL, args)
+        # the free ones are locked this instant, so confirm with a waiting lock before the overflow.
+        for _ in range(3):
+            number, lease_id, live_lease = _statement(_HOLD_SKIP_LOCKED_SQL, args)
+            if number is not None:
+                return number, lease_id
+            if live_lease is None:
+                break
+        number, lease_id, _ = _statement(_HOLD_WAITING_SQL, args)
+        return (number, lease_id) if number is not None else None
 
     @staticmethod
     def overflow(pool: HandoutPool, now: datetime, counted: int) -> None:
-        since = now - OVERFLOW_WRITE_EVERY
-        number_id = pool.overflow_number_id if pool.shows_overflow_number else None
-        figures = figures_params(pool.id, now, presentations=counted, overflows=1)
-        _statement(_OVERFLOW_SQL, [now, pool.id, since, now, number_id, since, *figures])
+        hour, shard = figures_key(now)
+        _statement(
+            _OVERFLOW_SQL,
+            {
+                "now": now,
+                "pool": pool.id,
+                "since": now - OVERFLOW_WRITE_EVERY,
+                "hour": hour,
+                "shard": shard,
+                "overflow_number": pool.overflow_number_id if pool.shows_overflow_number else None,
+                "counted": counted,
+            },
+        )
 
 
 # --- Any database: the same steps through the ORM -------------------------------------------------
 
 
 class _OrmSteps:
+    @classmethod
+    def hold(
+        cls,
+        pool: HandoutPool,
+        visitor_id: str,
+        page_url: str,
+        params: dict[str, Any],
+        now: datetime,
+        expires: datetime,
+        counted: int,
+    ) -> tuple[str, int] | None:
+        for _ in range(3):
+            held = cls.renew(pool, visitor_id, now, expires, counted)
+            if held is not LOST_RACE:
+                break  # else the same visitor renewed at this instant (two tabs): read again
+        if held is None or held is LOST_RACE:
+            held = cls.claim(pool, visitor_id, page_url, params, now, expires, counted)
+        return held
+
     @staticmethod
     @transaction.atomic
     def renew(pool: HandoutPool, visitor_id: str, now: datetime, expires: datetime, counted: int):

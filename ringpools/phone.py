@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import PhoneNumberType, geocoder
@@ -91,6 +92,7 @@ def to_e164(raw: str) -> str:
     return phonenumbers.format_number(parse(raw), phonenumbers.PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=65536)
 def display(e164: str) -> str:
     """'(805) 555-0100' for North American numbers, the international form elsewhere."""
     parsed = parse(e164)
