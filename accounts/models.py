@@ -10,10 +10,6 @@ from accounts.choices import Role
 class User(AbstractUser):
     """A person. `is_staff` users are our account managers; customers reach accounts through Membership."""
 
-    def role_in(self, account: Account) -> str | None:
-        membership = self.memberships.filter(account=account).only("role").first()
-        return membership.role if membership else None
-
 
 class Account(models.Model):
     """A customer of the call-tracking platform."""

@@ -8,8 +8,14 @@ number row: `PromoNumber.busy_until` always equals the `expires_at` of the one l
    (compare-and-swap): a visitor whose lease lapsed and whose number went to someone else cannot
    take it back, whatever the clocks of the web processes say.
 
-On PostgreSQL each step is one statement (fewest round trips on the hot path); on other databases
-(the SQLite demo, whose IMMEDIATE transactions serialise writers) the same steps run through the ORM.
+A renewal also locks the visitor's lease row, so two tabs of one visitor renewing at once queue
+instead of the second one losing its number. PostgreSQL refuses overlapping leases of one number
+outright (exclusion constraint, ringpools migration 0002), so a bug here could not hand out a
+number twice silently.
+
+On PostgreSQL the renew-or-claim is one statement, the overflow another (fewest round trips on the
+hot path); on other databases (the SQLite demo, whose IMMEDIATE transactions serialise writers) the
+same steps run through the ORM.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from phonenumber_field.modelfields import PhoneNumberField
@@ -117,6 +118,15 @@ class RingPool(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.account_id and (
+            (self.campaign_id and self.campaign.account_id != self.account_id)
+            or (self.destination_number_id and self.destination_number.account_id != self.account_id)
+        ):
+            raise ValidationError(
+                "The campaign and the destination number must belong to the pool's account."
+            )
 
     @property
     def overflow_number(self) -> PromoNumber | None:

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib import admin
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.forms import ModelForm
 from django.http import HttpRequest
@@ -77,33 +76,28 @@ class ScalingRingPoolAdmin(RingPoolAdmin):
         return format_html("{} <small>{}</small>", label, f"{localtime(pool.last_event_at):%Y-%m-%d %H:%M}")
 
     def save_model(self, request: HttpRequest, obj: RingPool, form: ModelForm, change: bool) -> None:
-        # Pools are created and changed only through the services, which apply defaults and audit.
-        try:
-            if change:
-                changes = {f: form.cleaned_data[f] for f in form.changed_data if f in _pool_fields()}
-                ringpool_update(pool=RingPool.objects.get(pk=obj.pk), actor=request.user, **changes)
-            else:
-                options = {
-                    f: form.cleaned_data[f]
-                    for f in ("lease_seconds", "min_size", "max_size", "is_active", "allowed_origins")
-                    if f in form.cleaned_data
-                }
-                created = ringpool_create(
-                    account=obj.account,
-                    campaign=obj.campaign,
-                    destination_number=obj.destination_number,
-                    name=obj.name,
-                    number_type=obj.number_type,
-                    area_code=obj.area_code,
-                    region=obj.region,
-                    actor=request.user,
-                    **options,
-                )
-                obj.pk = created.pk
-                obj.key = created.key
-        except ValidationError as error:
-            self.message_user(request, "; ".join(error.messages), level=messages.ERROR)
-            raise
+        # Pools are created and changed only through the services, which apply defaults and audit;
+        # the form has validated the fields already (RingPool.clean included).
+        if change:
+            changes = {f: form.cleaned_data[f] for f in form.changed_data if f in _pool_fields()}
+            ringpool_update(pool=RingPool.objects.get(pk=obj.pk), actor=request.user, **changes)
+            return
+        options = {f: form.cleaned_data[f] for f in _CREATE_OPTIONS if f in form.cleaned_data}
+        created = ringpool_create(
+            account=obj.account,
+            campaign=obj.campaign,
+            destination_number=obj.destination_number,
+            name=obj.name,
+            number_type=obj.number_type,
+            area_code=obj.area_code,
+            region=obj.region,
+            actor=request.user,
+            **options,
+        )
+        obj.pk, obj.key = created.pk, created.key
+
+
+_CREATE_OPTIONS = ("lease_seconds", "min_size", "max_size", "is_active", "allowed_origins")
 
 
 def _pool_fields() -> set[str]:

@@ -48,7 +48,6 @@ def scaling_event_record(
     )
 
 
-@transaction.atomic
 def ringpool_create(
     *,
     account: Account,
@@ -65,8 +64,6 @@ def ringpool_create(
 ) -> RingPool:
     """Create a pool with the account's auto-scaling defaults (SPEC §5), its overflow number if the
     account includes one, and `size` rotating numbers from the carrier."""
-    if campaign.account_id != account.id or destination_number.account_id != account.id:
-        raise ValidationError("The campaign and the destination number must belong to the pool's account.")
     defaults = auto_scaling_settings_for(account)
     pool = RingPool(
         account=account,
@@ -86,19 +83,20 @@ def ringpool_create(
     )
     pool.full_clean()
     pool._history_user = actor
-    pool.save()
-    scaling_event_record(
-        pool=pool,
-        kind=EventKind.POOL_CREATED,
-        trigger=Trigger.SETUP,
-        actor=actor,
-        reason="created with the account's auto-scaling defaults",
-        figures={
-            "auto_scaling_enabled": pool.auto_scaling_enabled,
-            "overflow_mode": pool.overflow_mode,
-            "requested_size": size,
-        },
-    )
+    with transaction.atomic():
+        pool.save()
+        scaling_event_record(
+            pool=pool,
+            kind=EventKind.POOL_CREATED,
+            trigger=Trigger.SETUP,
+            actor=actor,
+            reason="created with the account's auto-scaling defaults",
+            figures={
+                "auto_scaling_enabled": pool.auto_scaling_enabled,
+                "overflow_mode": pool.overflow_mode,
+                "requested_size": size,
+            },
+        )
     carrier = carrier or get_carrier()
     if defaults.include_overflow_number:
         pool_number_add(
@@ -152,8 +150,6 @@ def ringpool_update(*, pool: RingPool, actor: User | None, **changes: Any) -> Ri
     for field, value in changes.items():
         setattr(pool, field, value)
     pool.full_clean()
-    if pool.campaign.account_id != pool.account_id or pool.destination_number.account_id != pool.account_id:
-        raise ValidationError("The campaign and the destination number must belong to the pool's account.")
     diff = {
         field: {"before": _plain(getattr(before, field)), "after": _plain(getattr(pool, field))}
         for field in POOL_SETTINGS

@@ -152,3 +152,79 @@ def test_other_big_lists_run_a_bounded_number_of_queries(client, staff, label, d
         MODELS[label]()
     with django_assert_max_num_queries(len(few.captured_queries)):
         client.get(url(label, "changelist"))
+
+
+def pool_form(pool_fields: dict) -> dict:
+    return {
+        "lease_seconds": 1800,
+        "min_size": 1,
+        "max_size": 50,
+        "is_active": "on",
+        "allowed_origins": "[]",
+        "number_type": "local",
+        "area_code": "805",
+        "region": "",
+        "overflow_mode": "overflow_number",
+        **pool_fields,
+    }
+
+
+def test_a_pool_added_in_admin_takes_the_account_defaults_and_is_audited(client, staff):
+    account = factories.AccountFactory()
+    factories.AutoScalingSettingsFactory(
+        account=account, enable_for_new_pools=False, include_overflow_number=False
+    )
+    campaign = factories.CampaignFactory(account=account)
+    destination = factories.DestinationNumberFactory(account=account)
+    response = client.post(
+        url("ringpools.ringpool", "add"),
+        pool_form(
+            {
+                "account": account.pk,
+                "campaign": campaign.pk,
+                "destination_number": destination.pk,
+                "name": "From admin",
+                "auto_scaling_enabled": "on",
+            }
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    pool = RingPool.objects.get(name="From admin")
+    assert pool.auto_scaling_enabled is False and pool.overflow_mode == "destination_number"
+    event = ScalingEvent.objects.get(pool=pool, kind="pool_created")
+    assert event.actor == staff
+
+
+def test_a_pool_with_another_accounts_campaign_is_refused_in_admin(client, staff):
+    account = factories.AccountFactory()
+    response = client.post(
+        url("ringpools.ringpool", "add"),
+        pool_form(
+            {
+                "account": account.pk,
+                "campaign": factories.CampaignFactory().pk,
+                "destination_number": factories.DestinationNumberFactory(account=account).pk,
+                "name": "Mixed",
+            }
+        ),
+    )
+    assert response.status_code == 200 and "must belong to the pool" in response.content.decode()
+    assert not RingPool.objects.filter(name="Mixed").exists()
+
+
+def test_changing_a_pool_in_admin_records_who_and_what(client, staff):
+    pool = factories.RingPoolFactory(max_size=50)
+    data = pool_form(
+        {
+            "account": pool.account_id,
+            "campaign": pool.campaign_id,
+            "destination_number": pool.destination_number_id,
+            "name": pool.name,
+            "max_size": 75,
+            "auto_scaling_enabled": "on",
+            "allowed_origins": '["https://www.example.com"]',
+        }
+    )
+    assert client.post(url("ringpools.ringpool", "change", pool.pk), data).status_code == 302
+    event = ScalingEvent.objects.get(pool=pool, kind="settings_changed")
+    assert event.actor == staff and event.figures == {"max_size": {"before": 50, "after": 75}}
