@@ -149,6 +149,9 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 RINGPOOL_CARRIER = env("RINGPOOL_CARRIER", default="inventory")
 # Public base URL the carrier posts webhooks to (signatures cover the exact URL). Empty: the request's.
 RINGPOOL_PUBLIC_BASE_URL = env("RINGPOOL_PUBLIC_BASE_URL", default="")
+# Each web process keeps a pool's hand-out settings this long (a query saved per request); admin
+# changes reach every process within it.
+RINGPOOL_POOL_CACHE_SECONDS = env.int("RINGPOOL_POOL_CACHE_SECONDS", default=5)
 # A call this long after a lease ended is still attributed to its last holder, marked "late".
 RINGPOOL_LATE_CALL_GRACE_SECONDS = env.int("RINGPOOL_LATE_CALL_GRACE_SECONDS", default=15 * 60)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -53,12 +54,23 @@ def read_json_body(request: HttpRequest, *, allow_text_plain: bool = False) -> d
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "body_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(body.decode("utf-8"), parse_float=_finite_float, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
         raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
     return data
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")  # PostgreSQL's jsonb has no Infinity
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
 
 
 def visitor_id_from(data: dict[str, Any]) -> str:
@@ -79,7 +91,13 @@ def parse_number_request(data: dict[str, Any]) -> NumberRequest:
         raise ApiError(
             400, "invalid_page_url", f"page_url must be a URL of at most {MAX_PAGE_URL} characters."
         )
-    if page_url and urlsplit(page_url).scheme not in ("http", "https"):
+    if "\x00" in page_url:
+        raise ApiError(400, "invalid_page_url", "page_url must not contain NUL characters.")
+    try:
+        scheme = urlsplit(page_url).scheme if page_url else "https"
+    except ValueError:
+        scheme = ""
+    if scheme not in ("http", "https"):
         raise ApiError(400, "invalid_page_url", "page_url must be an http or https URL.")
     params = data.get("params", {})
     if params is None:
@@ -92,6 +110,8 @@ def parse_number_request(data: dict[str, Any]) -> NumberRequest:
         )
     if any(isinstance(v, dict | list) for v in params.values()):
         raise ApiError(400, "invalid_params", "params values must be strings, numbers, booleans or null.")
+    if any("\x00" in k or (isinstance(v, str) and "\x00" in v) for k, v in params.items()):
+        raise ApiError(400, "invalid_params", "params must not contain NUL characters.")
     keepalive = data.get("keepalive", False)
     if not isinstance(keepalive, bool):
         raise ApiError(400, "invalid_keepalive", "keepalive must be true or false.")

@@ -42,7 +42,7 @@ def handout_pool(key: str) -> HandoutPool | None:
     Every hand-out and CORS check needs these few settings; a short per-process cache spares a query
     per request. Changes made in admin reach all web processes within that many seconds.
     """
-    ttl = getattr(settings, "RINGPOOL_POOL_CACHE_SECONDS", 5)
+    ttl = settings.RINGPOOL_POOL_CACHE_SECONDS
     now = time.monotonic()
     if ttl > 0 and (hit := _cache.get(key)) is not None and hit[0] > now:
         return hit[1]

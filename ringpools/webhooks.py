@@ -40,6 +40,10 @@ def routing(number: PromoNumber) -> VoiceResponse:
 @require_POST
 def calls(request: HttpRequest) -> HttpResponse:
     form = request.POST
+    if any("\x00" in value for values in form.lists() for value in values[1]):
+        return HttpResponse(
+            "Form fields must not contain NUL characters.\n", status=400, content_type="text/plain"
+        )
     number = promo_number_for(form.get("To", ""))
     signature = request.headers.get("x-twilio-signature", "")
     token = number.account.carrier_auth_token if number is not None else ""

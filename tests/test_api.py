@@ -116,6 +116,29 @@ def test_bad_input_gets_a_clear_json_error_and_changes_nothing(
     assert nothing_changed()
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"visitor_id": None},
+        {"visitor_id": ["visitor-0001"]},
+        {"visitor_id": {"id": "visitor-0001"}},
+        {"visitor_id": "visitor-0001", "page_url": "https://www.example.com/\u0000"},
+        {"visitor_id": "visitor-0001", "params": {"utm": "a\u0000b"}},
+        {"visitor_id": "visitor-0001", "params": {"a\u0000": "b"}},
+        {"visitor_id": "visitor-0001\u0000"},
+        {"visitor_id": "visitor-0001", "page_url": "http://[::1"},
+        {"visitor_id": "visitor-0001", "params": {"n": 1e308 * 10}},
+        "1e999999",
+        '"just a string"',
+        "null",
+    ],
+)
+def test_odd_input_never_causes_a_server_error(client, pool, body):
+    response = post(client, pool.key, body)
+    assert response.status_code < 500
+    assert response.json().get("error") or response.json().get("kind")
+
+
 def test_an_unknown_pool_is_404(client, pool):
     response = post(client, "rp_nope", {"visitor_id": "visitor-0001"})
     assert response.status_code == 404 and response.json()["error"] == "pool_not_found"

@@ -86,6 +86,11 @@ def test_a_signature_for_other_fields_is_refused(client, number):
     assert response.status_code == 403 and not Call.objects.exists()
 
 
+def test_nul_characters_in_the_form_are_a_clear_400(client, number):
+    response = post_signed(client, call_form("+18055550160", From="+1212\x005550111"))
+    assert response.status_code == 400 and not Call.objects.exists()
+
+
 def test_a_call_to_an_unknown_number_is_refused(client, number):
     assert post_signed(client, call_form("+19995550100")).status_code == 403
     assert not Call.objects.exists()
