@@ -164,13 +164,7 @@ class PromoNumberAdmin(PhoneSearchMixin, SimpleHistoryAdmin):
         "carrier_ref",
         "monthly_cost",
         "acquired_at",
-        "pool",
-        "role",
-        "state",
-        "released_at",
-        "last_presented_at",
-        "last_called_at",
-        "busy_until",
+        *readonly_fields,
     )
 
 

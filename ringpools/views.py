@@ -26,6 +26,12 @@ def _pool_or_error(request: HttpRequest, pool_key: str) -> HandoutPool:
     return pool
 
 
+def _post_only() -> JsonResponse:
+    response = error_response(405, "method_not_allowed", "Use POST.")
+    response["Allow"] = "POST, OPTIONS"
+    return response
+
+
 def _own_origin(request: HttpRequest) -> str:
     return f"{request.scheme}://{request.get_host()}"
 
@@ -34,9 +40,7 @@ def _own_origin(request: HttpRequest) -> str:
 def numbers(request: HttpRequest, pool_key: str) -> JsonResponse:
     """POST /api/v1/ringpools/<key>/numbers: the number this visitor sees (SPEC §9)."""
     if request.method != "POST":
-        response = error_response(405, "method_not_allowed", "Use POST.")
-        response["Allow"] = "POST, OPTIONS"
-        return response
+        return _post_only()
     try:
         pool = _pool_or_error(request, pool_key)
         data = read_json_body(request)
@@ -69,9 +73,7 @@ def release(request: HttpRequest, pool_key: str) -> JsonResponse:
     Accepts text/plain as well, the type `navigator.sendBeacon` sends without a CORS preflight.
     """
     if request.method != "POST":
-        response = error_response(405, "method_not_allowed", "Use POST.")
-        response["Allow"] = "POST, OPTIONS"
-        return response
+        return _post_only()
     try:
         pool = _pool_or_error(request, pool_key)
         data = read_json_body(request, allow_text_plain=True)
