@@ -83,6 +83,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     # Several processes (web, worker, beat) write the demo database: IMMEDIATE transactions and WAL
     # avoid "database is locked" (FIELD-NOTES: 800/800 unique claims from 8 processes).
+    # Tests get a file too: an in-memory database shared with the live server's threads fails with
+    # "database table is locked" where a file in WAL mode waits its turn.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,

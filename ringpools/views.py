@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -12,6 +17,8 @@ from ringpools import phone
 from ringpools.api import ApiError, error_response, parse_number_request, read_json_body, visitor_id_from
 from ringpools.handout import present_number, release_lease
 from ringpools.selectors import HandoutPool, handout_pool, origin_allowed
+
+log = logging.getLogger(__name__)
 
 
 def _pool_or_error(request: HttpRequest, pool_key: str) -> HandoutPool:
@@ -36,7 +43,25 @@ def _own_origin(request: HttpRequest) -> str:
     return f"{request.scheme}://{request.get_host()}"
 
 
+def _database_errors_as_503(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """A database that cannot answer gives the tag a JSON 503, never an HTML 500: the page keeps the
+    number it was written with, and the tag asks again on its next renewal."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except DatabaseError:
+            log.exception("%s failed on the database", request.path)
+            return error_response(
+                503, "unavailable", "The service cannot answer right now; try again shortly."
+            )
+
+    return wrapper
+
+
 @csrf_exempt
+@_database_errors_as_503
 def numbers(request: HttpRequest, pool_key: str) -> JsonResponse:
     """POST /api/v1/ringpools/<key>/numbers: the number this visitor sees (SPEC §9)."""
     if request.method != "POST":
@@ -67,6 +92,7 @@ def numbers(request: HttpRequest, pool_key: str) -> JsonResponse:
 
 
 @csrf_exempt
+@_database_errors_as_503
 def release(request: HttpRequest, pool_key: str) -> JsonResponse:
     """POST /api/v1/ringpools/<key>/numbers/release: the page is going away (the tag's beacon).
 

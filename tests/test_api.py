@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import time_machine
@@ -139,6 +140,20 @@ def test_odd_input_never_causes_a_server_error(client, pool, body):
     assert response.json().get("error") or response.json().get("kind")
 
 
+def test_a_database_that_cannot_answer_gives_a_json_503(client, pool, monkeypatch):
+    from django.db import OperationalError
+
+    from ringpools import views
+
+    def database_down(**kwargs):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(views, "present_number", database_down)
+    response = post(client, pool.key, {"visitor_id": "visitor-0001"})
+    assert response.status_code == 503
+    assert response.json()["error"] == "unavailable"
+
+
 def test_an_unknown_pool_is_404(client, pool):
     response = post(client, "rp_nope", {"visitor_id": "visitor-0001"})
     assert response.status_code == 404 and response.json()["error"] == "pool_not_found"
@@ -223,6 +238,7 @@ def test_the_tag_is_a_cacheable_script_for_an_active_pool(client, pool):
     assert response["Content-Type"].startswith("text/javascript")
     assert "public" in response["Cache-Control"] and "max-age" in response["Cache-Control"]
     script = response.content.decode()
-    assert f"/api/v1/ringpools/{pool.key}/numbers" in script
+    api_url = json.loads(re.search(r'var API = ("[^"]*");', script).group(1))  # JS string, escapes decoded
+    assert api_url == f"http://testserver/api/v1/ringpools/{pool.key}/numbers"
     assert "data-ringpool-number" in script and "pagehide" in script
     assert client.get("/tag/rp_nope.js").status_code == 404
