@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--numbers", type=int, default=200)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers")
     parser.add_argument("--new-share", type=float, default=0.3, help="share of requests from new visitors")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--sql", action="append", default=[], help="SQL to run after seeding (experiments)")
