@@ -27,24 +27,46 @@ PRODUCTION = {
 }
 
 
-def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    test_only = {"SECRET_KEY", "DEBUG", "DATABASE_URL", "SECURE_SSL_REDIRECT", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+def run(command: list[str], **env: str) -> subprocess.CompletedProcess:
+    test_only = {
+        "SECRET_KEY",
+        "DEBUG",
+        "DATABASE_URL",
+        "SECURE_SSL_REDIRECT",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+        "CELERY_BROKER_URL",
+    }
     clean = {k: v for k, v in os.environ.items() if k not in test_only}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return subprocess.run(command, cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
 
-def test_production_settings_without_a_secret_key_refuse_to_start():
-    env = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
-    result = manage("check", **env)
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "manage.py", *args], **env)
+
+
+@pytest.mark.parametrize(
+    "process",
+    [
+        ("web (gunicorn imports config.wsgi)", [sys.executable, "-c", "import config.wsgi"]),
+        ("worker", [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo"]),
+        ("beat", [sys.executable, "-m", "celery", "-A", "config", "beat"]),
+        ("deployment check", [sys.executable, "manage.py", "check", "--deploy"]),
+    ],
+    ids=lambda p: p[0],
+)
+def test_production_processes_without_a_secret_key_refuse_to_start(process, tmp_path):
+    env = {k: v for k, v in PRODUCTION.items() if k not in {"SECRET_KEY", "CELERY_BROKER_URL"}}
+    env.update(RINGPOOL_DATA_DIR=str(tmp_path), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    assert manage("migrate", "--noinput", "-v0", **env).returncode == 0  # Beat reads its schedule first
+    result = run(process[1], **env)
     assert result.returncode != 0
-    assert "SECRET_KEY is not set" in result.stderr
+    assert "SECRET_KEY is not set" in result.stdout + result.stderr
+
+
+def test_development_commands_run_without_a_secret_key():
+    env = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
+    result = manage("makemigrations", "--check", "--dry-run", **env)
+    assert result.returncode == 0, result.stderr
 
 
 def test_production_settings_pass_the_deployment_checklist():
