@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 
 from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.utils.functional import cached_property
 
 from ringpools import phone
 
@@ -36,8 +39,28 @@ class PhoneSearchMixin:
         return results | queryset.filter(match), may_have_duplicates
 
 
+class EstimatedCountPaginator(Paginator):
+    """On PostgreSQL an unfiltered list of a huge table is counted from the planner's estimate, not
+    by a COUNT(*) that reads every row on every page view."""
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if isinstance(queryset, QuerySet) and connection.vendor == "postgresql" and not queryset.query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [queryset.model._meta.db_table],
+                )
+                row = cursor.fetchone()
+            if row and row[0] > 10_000:
+                return int(row[0])
+        return super().count
+
+
 class LargeTableAdmin(admin.ModelAdmin):
     """For tables that grow without bound: no full COUNT(*) on every page."""
 
     show_full_result_count = False
     list_per_page = 50
+    paginator = EstimatedCountPaginator

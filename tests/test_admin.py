@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone
 
-from ringpools.models import RingPool
+from ringpools.models import PromoNumber, RingPool
 from scaling.models import ScalingEvent
 from tests import factories
 
@@ -93,14 +94,10 @@ def test_the_pool_list_shows_size_leases_overflows_and_auto_scaling(client, staf
     pool = factories.RingPoolFactory(name="Spring Sale Pool")
     for _ in range(3):
         factories.PromoNumberFactory(pool=pool)
-    factories.LeaseFactory(number=factories.PromoNumberFactory(pool=pool))
-    from django.utils import timezone
-
-    from ringpools.models import PromoNumber
-
-    PromoNumber.objects.filter(pool=pool).order_by("id").filter(
-        pk=PromoNumber.objects.filter(pool=pool).order_by("-id").values("pk")[:1]
-    ).update(busy_until=timezone.now() + timezone.timedelta(minutes=10))
+    lease = factories.LeaseFactory(number=factories.PromoNumberFactory(pool=pool))
+    PromoNumber.objects.filter(pk=lease.number_id).update(
+        busy_until=lease.expires_at
+    )  # what the hand-out does
     factories.PoolHourlyFiguresFactory(pool=pool, overflows=7, shard=1)
     factories.PoolHourlyFiguresFactory(pool=pool, overflows=5, shard=2)
     factories.ScalingEventFactory(pool=pool, kind="number_added")
@@ -228,3 +225,29 @@ def test_changing_a_pool_in_admin_records_who_and_what(client, staff):
     assert client.post(url("ringpools.ringpool", "change", pool.pk), data).status_code == 302
     event = ScalingEvent.objects.get(pool=pool, kind="settings_changed")
     assert event.actor == staff and event.figures == {"max_size": {"before": 50, "after": 75}}
+
+
+@pytest.mark.postgres
+def test_huge_unfiltered_lists_are_counted_from_the_estimate_not_count_star(
+    client, staff, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from ringpools.models import PoolHourlyFigures
+
+    pool = factories.RingPoolFactory()
+    hour = factories.PoolHourlyFiguresFactory.build().hour
+    PoolHourlyFigures.objects.bulk_create(
+        PoolHourlyFigures(pool=pool, hour=hour - timezone.timedelta(hours=i), presentations=1)
+        for i in range(10_050)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE ringpools_poolhourlyfigures")
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(url("ringpools.poolhourlyfigures", "changelist"))
+    assert page.status_code == 200
+    assert not [q for q in queries.captured_queries if "COUNT(*)" in q["sql"].upper()]
+    with CaptureQueriesContext(connection) as queries:
+        client.get(url("ringpools.poolhourlyfigures", "changelist"), {"q": pool.name})
+    assert [q for q in queries.captured_queries if "COUNT(*)" in q["sql"].upper()]  # filtered: exact count
