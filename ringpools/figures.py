@@ -36,21 +36,11 @@ def figures_key(moment: datetime) -> tuple[datetime, int]:
     return connection.ops.adapt_datetimefield_value(hour_of(moment)), shard()
 
 
-def figures_params(
-    pool_id: int, moment: datetime, *, presentations: int = 0, overflows: int = 0, calls: int = 0
-) -> list[object]:
-    hour = connection.ops.adapt_datetimefield_value(hour_of(moment))
-    return [pool_id, hour, shard(), presentations, overflows, calls]
-
-
 def figures_add(
     pool_id: int, moment: datetime, *, presentations: int = 0, overflows: int = 0, calls: int = 0
 ) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(
-            UPSERT_SQL,
-            figures_params(pool_id, moment, presentations=presentations, overflows=overflows, calls=calls),
-        )
+        cursor.execute(UPSERT_SQL, [pool_id, *figures_key(moment), presentations, overflows, calls])
 
 
 def figures_compact(*, before: datetime) -> int:

@@ -43,6 +43,19 @@ LOST_RACE = object()
 
 
 @dataclass(frozen=True)
+class Ask:
+    """One visitor's request, as both step implementations take it."""
+
+    pool: HandoutPool
+    visitor_id: str
+    page_url: str
+    params: dict[str, Any]
+    now: datetime
+    expires: datetime
+    counted: int  # 1 for a page view, 0 for a keep-alive renewal
+
+
+@dataclass(frozen=True)
 class Presentation:
     number: str
     kind: str
@@ -61,16 +74,23 @@ def present_number(
 ) -> Presentation:
     """The number to show this visitor now. `keepalive` renewals are not counted as presentations."""
     now = now or timezone.now()
-    expires = now + timedelta(seconds=pool.lease_seconds)
-    counted = 0 if keepalive else 1
+    ask = Ask(
+        pool=pool,
+        visitor_id=visitor_id,
+        page_url=page_url,
+        params=params or {},
+        now=now,
+        expires=now + timedelta(seconds=pool.lease_seconds),
+        counted=0 if keepalive else 1,
+    )
     steps = steps_for_database()
-    held = steps.hold(pool, visitor_id, page_url, params or {}, now, expires, counted)
+    held = steps.hold(ask)
     if held is not None:
         number, lease_id = held
         return Presentation(
-            number=str(number), kind=PresentationKind.PROMO, expires_at=expires, lease_id=lease_id
+            number=str(number), kind=PresentationKind.PROMO, expires_at=ask.expires, lease_id=lease_id
         )
-    steps.overflow(pool, now, counted)
+    steps.overflow(ask)
     if pool.shows_overflow_number:
         return Presentation(
             number=pool.overflow_number or "", kind=PresentationKind.OVERFLOW, expires_at=None
@@ -195,28 +215,20 @@ def _statement(sql: str, params: dict[str, Any]) -> tuple:
 
 class _PostgresSteps:
     @staticmethod
-    def hold(
-        pool: HandoutPool,
-        visitor_id: str,
-        page_url: str,
-        params: dict[str, Any],
-        now: datetime,
-        expires: datetime,
-        counted: int,
-    ) -> tuple[str, int] | None:
+    def hold(ask: Ask) -> tuple[str, int] | None:
         from psycopg.types.json import Jsonb
 
-        hour, shard = figures_key(now)
+        hour, shard = figures_key(ask.now)
         args = {
-            "pool": pool.id,
-            "visitor": visitor_id,
-            "now": now,
-            "expires": expires,
-            "page_url": page_url,
-            "params": Jsonb(params),
+            "pool": ask.pool.id,
+            "visitor": ask.visitor_id,
+            "now": ask.now,
+            "expires": ask.expires,
+            "page_url": ask.page_url,
+            "params": Jsonb(ask.params),
             "hour": hour,
             "shard": shard,
-            "counted": counted,
+            "counted": ask.counted,
         }
         # A live lease whose swap lost to a same-visitor renewal (two tabs at once) reads again.
         # SKIP LOCKED spreads concurrent claims over different numbers; finding nothing may only mean
@@ -231,18 +243,19 @@ class _PostgresSteps:
         return (number, lease_id) if number is not None else None
 
     @staticmethod
-    def overflow(pool: HandoutPool, now: datetime, counted: int) -> None:
-        hour, shard = figures_key(now)
+    def overflow(ask: Ask) -> None:
+        pool = ask.pool
+        hour, shard = figures_key(ask.now)
         _statement(
             _OVERFLOW_SQL,
             {
-                "now": now,
+                "now": ask.now,
                 "pool": pool.id,
-                "since": now - OVERFLOW_WRITE_EVERY,
+                "since": ask.now - OVERFLOW_WRITE_EVERY,
                 "hour": hour,
                 "shard": shard,
                 "overflow_number": pool.overflow_number_id if pool.shows_overflow_number else None,
-                "counted": counted,
+                "counted": ask.counted,
             },
         )
 
@@ -252,61 +265,42 @@ class _PostgresSteps:
 
 class _OrmSteps:
     @classmethod
-    def hold(
-        cls,
-        pool: HandoutPool,
-        visitor_id: str,
-        page_url: str,
-        params: dict[str, Any],
-        now: datetime,
-        expires: datetime,
-        counted: int,
-    ) -> tuple[str, int] | None:
+    def hold(cls, ask: Ask) -> tuple[str, int] | None:
         for _ in range(3):
-            held = cls.renew(pool, visitor_id, now, expires, counted)
+            held = cls.renew(ask)
             if held is not LOST_RACE:
                 break  # else the same visitor renewed at this instant (two tabs): read again
         if held is None or held is LOST_RACE:
-            held = cls.claim(pool, visitor_id, page_url, params, now, expires, counted)
+            held = cls.claim(ask)
         return held
 
     @staticmethod
     @transaction.atomic
-    def renew(pool: HandoutPool, visitor_id: str, now: datetime, expires: datetime, counted: int):
+    def renew(ask: Ask) -> tuple[str, int] | object | None:
         lease = (
-            Lease.objects.filter(pool_id=pool.id, visitor_id=visitor_id, expires_at__gt=now)
+            Lease.objects.filter(pool_id=ask.pool.id, visitor_id=ask.visitor_id, expires_at__gt=ask.now)
             .order_by("-expires_at")
             .select_for_update()
-            .values("id", "number_id", "expires_at")
+            .values("id", "number_id", "number__number", "expires_at")
             .first()
         )
         if lease is None:
             return None
         swapped = PromoNumber.objects.filter(
             id=lease["number_id"], busy_until=lease["expires_at"], state=NumberState.ACTIVE
-        ).update(busy_until=expires, last_presented_at=now)
+        ).update(busy_until=ask.expires, last_presented_at=ask.now)
         if swapped != 1:
             return LOST_RACE
-        Lease.objects.filter(id=lease["id"]).update(expires_at=expires, released_at=None)
-        figures_add(pool.id, now, presentations=counted)
-        return PromoNumber.objects.values_list("number", flat=True).get(id=lease["number_id"]), lease["id"]
+        Lease.objects.filter(id=lease["id"]).update(expires_at=ask.expires, released_at=None)
+        figures_add(ask.pool.id, ask.now, presentations=ask.counted)
+        return lease["number__number"], lease["id"]
 
     @staticmethod
     @transaction.atomic
-    def claim(
-        pool: HandoutPool,
-        visitor_id: str,
-        page_url: str,
-        params: dict[str, Any],
-        now: datetime,
-        expires: datetime,
-        counted: int,
-    ):
-        free = (
-            PromoNumber.objects.filter(pool_id=pool.id, state=NumberState.ACTIVE, role=NumberRole.ROTATING)
-            .filter(busy_until__lte=now)
-            .order_by("busy_until", "id")
-        )
+    def claim(ask: Ask) -> tuple[str, int] | None:
+        free = PromoNumber.objects.filter(
+            pool_id=ask.pool.id, state=NumberState.ACTIVE, role=NumberRole.ROTATING, busy_until__lte=ask.now
+        ).order_by("busy_until", "id")
         skip = connection.features.has_select_for_update_skip_locked
         for skip_locked in (True, False) if skip else (False,):
             number = free.select_for_update(skip_locked=skip_locked).values("id", "number").first()
@@ -314,22 +308,23 @@ class _OrmSteps:
                 break
         else:
             return None
-        PromoNumber.objects.filter(id=number["id"]).update(busy_until=expires, last_presented_at=now)
+        PromoNumber.objects.filter(id=number["id"]).update(busy_until=ask.expires, last_presented_at=ask.now)
         lease = Lease.objects.create(
-            pool_id=pool.id,
+            pool_id=ask.pool.id,
             number_id=number["id"],
-            visitor_id=visitor_id,
-            page_url=page_url,
-            params=params,
-            started_at=now,
-            expires_at=expires,
+            visitor_id=ask.visitor_id,
+            page_url=ask.page_url,
+            params=ask.params,
+            started_at=ask.now,
+            expires_at=ask.expires,
         )
-        figures_add(pool.id, now, presentations=counted)
+        figures_add(ask.pool.id, ask.now, presentations=ask.counted)
         return number["number"], lease.id
 
     @staticmethod
     @transaction.atomic
-    def overflow(pool: HandoutPool, now: datetime, counted: int) -> None:
+    def overflow(ask: Ask) -> None:
+        pool, now = ask.pool, ask.now
         since = now - OVERFLOW_WRITE_EVERY
         RingPool.objects.filter(id=pool.id).filter(
             Q(last_overflow_at__isnull=True) | Q(last_overflow_at__lt=since)
@@ -338,4 +333,4 @@ class _OrmSteps:
             PromoNumber.objects.filter(id=pool.overflow_number_id).filter(
                 Q(last_presented_at__isnull=True) | Q(last_presented_at__lt=since)
             ).update(last_presented_at=now)
-        figures_add(pool.id, now, presentations=counted, overflows=1)
+        figures_add(pool.id, now, presentations=ask.counted, overflows=1)

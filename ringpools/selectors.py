@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from ringpools.choices import NumberRole, NumberState, OverflowMode
@@ -122,7 +122,3 @@ def pools_with_figures(queryset: QuerySet[RingPool], *, since: datetime, now: da
         ),
         overflows_24h=Coalesce(Subquery(overflows), 0),
     )
-
-
-def active_rotating_numbers(pool: RingPool) -> QuerySet[PromoNumber]:
-    return pool.numbers.filter(Q(state=NumberState.ACTIVE) & Q(role=NumberRole.ROTATING))

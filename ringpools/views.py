@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from ringpools import phone
 from ringpools.api import ApiError, error_response, parse_number_request, read_json_body, visitor_id_from
 from ringpools.handout import present_number, release_lease
+from ringpools.models import RingPool
 from ringpools.selectors import HandoutPool, handout_pool, origin_allowed
 
 log = logging.getLogger(__name__)
@@ -154,8 +155,6 @@ def livez(request: HttpRequest) -> JsonResponse:
 @require_GET
 def demo_landing(request: HttpRequest) -> HttpResponse:
     """A landing page that uses the tag: the demo's way to see a number swapped (DEBUG or staff only)."""
-    from ringpools.models import RingPool
-
     if not (settings.DEBUG or request.user.is_staff):
         return HttpResponse(status=404)
     pools = list(

@@ -16,11 +16,7 @@ from scaling.models import InventoryNumber
 
 
 class CarrierError(Exception):
-    """The carrier refused; trying again will not help."""
-
-
-class TransientCarrierError(CarrierError):
-    """The carrier could not answer now (timeout, 5xx, rate limit); try again later."""
+    """The carrier refused or could not sell the number."""
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,14 @@ def test_a_signature_for_other_fields_is_refused(client, number):
     assert response.status_code == 403 and not Call.objects.exists()
 
 
+def test_a_signed_request_without_a_callsid_is_a_clear_400(client, number):
+    form = call_form("+18055550160")
+    del form["CallSid"]
+    response = post_signed(client, form)
+    assert response.status_code == 400 and b"CallSid" in response.content
+    assert not Call.objects.exists()
+
+
 def test_nul_characters_in_the_form_are_a_clear_400(client, number):
     response = post_signed(client, call_form("+18055550160", From="+1212\x005550111"))
     assert response.status_code == 400 and not Call.objects.exists()
