@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.forms import ModelForm
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -14,54 +14,25 @@ from simple_history.admin import SimpleHistoryAdmin
 from ringpools.admin import RingPoolAdmin
 from ringpools.admin_tools import LargeTableAdmin
 from ringpools.models import RingPool
-from scaling.choices import Scope
 from scaling.models import AutoScalingSettings, InventoryNumber, ScalingEvent
-from scaling.policy import auto_scaling_applies
+from scaling.selectors import pool_applicability, pools_with_applicability
 from scaling.services import POOL_SETTINGS, ringpool_create, ringpool_update
-
-_Selected = AutoScalingSettings.campaigns.through
-_SelectedDestinations = AutoScalingSettings.destination_numbers.through
 
 
 @admin.register(RingPool)
 class ScalingRingPoolAdmin(RingPoolAdmin):
     list_display = (*RingPoolAdmin.list_display, "auto_scaling", "last_scaling_event")
-    list_select_related = (*RingPoolAdmin.list_select_related, "account__auto_scaling_settings")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RingPool]:
         latest = ScalingEvent.objects.filter(pool=OuterRef("pk")).order_by("-created_at", "-id")
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                campaign_selected=Exists(
-                    _Selected.objects.filter(
-                        autoscalingsettings__account=OuterRef("account"), campaign=OuterRef("campaign")
-                    )
-                ),
-                destination_selected=Exists(
-                    _SelectedDestinations.objects.filter(
-                        autoscalingsettings__account=OuterRef("account"),
-                        destinationnumber=OuterRef("destination_number"),
-                    )
-                ),
-                last_event_kind=Subquery(latest.values("kind")[:1]),
-                last_event_at=Subquery(latest.values("created_at")[:1]),
-            )
+        return pools_with_applicability(super().get_queryset(request)).annotate(
+            last_event_kind=Subquery(latest.values("kind")[:1]),
+            last_event_at=Subquery(latest.values("created_at")[:1]),
         )
 
     @admin.display(description="auto-scaling")
     def auto_scaling(self, pool: RingPool) -> str:
-        account = pool.account
-        account_settings = getattr(account, "auto_scaling_settings", None)
-        verdict = auto_scaling_applies(
-            feature_available=account.auto_scaling_available,
-            scope=account_settings.scope if account_settings else Scope.ALL_CAMPAIGNS,
-            campaign_selected=getattr(pool, "campaign_selected", False),
-            destination_selected=getattr(pool, "destination_selected", False),
-            pool_enabled=pool.auto_scaling_enabled,
-            pool_active=pool.is_active,
-        )
+        verdict = pool_applicability(pool)
         if verdict.applies:
             return mark_safe('<span style="color:#1a7f37">on</span>')
         return format_html('<span style="color:#8c959f">off</span> <small>({})</small>', verdict.reason)
