@@ -23,4 +23,10 @@ SCHEDULES: tuple[Schedule, ...] = (
         crontab={"minute": "7", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
         description="Folds the shard rows of finished hours into one row per pool and hour.",
     ),
+    Schedule(
+        name="Reconcile carrier orders",
+        task="scaling.tasks.reconcile_carrier_orders",
+        crontab={"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
+        description="Finishes carrier purchases and releases whose answer was lost (time-out, crash).",
+    ),
 )

@@ -25,7 +25,7 @@ class IncomingCall:
 
 
 def promo_number_for(to_number: str) -> PromoNumber | None:
-    """The number a caller dialled: the active one, else the most recently released one."""
+    """The number a caller dialled: the one we hold, else the most recently released one."""
     try:
         e164 = phone.to_e164(to_number)
     except phone.InvalidPhoneNumber:
@@ -34,11 +34,13 @@ def promo_number_for(to_number: str) -> PromoNumber | None:
         PromoNumber.objects.filter(number=e164)
         .select_related("account", "pool__destination_number")
         .annotate(
-            active_first=Case(
-                When(state=NumberState.ACTIVE, then=Value(0)), default=Value(1), output_field=IntegerField()
+            held_first=Case(
+                When(state__in=NumberState.held(), then=Value(0)),
+                default=Value(1),
+                output_field=IntegerField(),
             )
         )
-        .order_by("active_first", "-released_at")
+        .order_by("held_first", "-released_at")
         .first()
     )
 

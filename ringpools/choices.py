@@ -13,7 +13,14 @@ class OverflowMode(models.TextChoices):
 
 class NumberState(models.TextChoices):
     ACTIVE = "active", "Active"
+    # Out of rotation at once, still held (and billed) until the carrier confirms the release.
+    RELEASING = "releasing", "Being released"
     RELEASED = "released", "Released to the carrier"
+
+    @classmethod
+    def held(cls) -> tuple[str, ...]:
+        """States in which the account still holds the number at the carrier (and pays for it)."""
+        return (cls.ACTIVE, cls.RELEASING)
 
 
 class NumberRole(models.TextChoices):

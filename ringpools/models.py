@@ -160,16 +160,23 @@ class PromoNumber(models.Model):
     busy_until = models.DateTimeField(default=never_leased, editable=False)
     carrier_ref = models.CharField("carrier reference", max_length=64, blank=True)
     monthly_cost = models.DecimalField(max_digits=8, decimal_places=2, default=0)
+    # Staff pin a number to keep it through month-end pruning (who, when, why).
+    pinned_at = models.DateTimeField(null=True, blank=True, editable=False)
+    pinned_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    pin_reason = models.CharField(max_length=200, blank=True, editable=False)
 
     history = HistoricalRecords(excluded_fields=["last_presented_at", "last_called_at", "busy_until"])
 
     class Meta:
         ordering = ["number"]
         constraints = [
+            # A number being released is still ours at the carrier: it cannot be bought twice meanwhile.
             models.UniqueConstraint(
                 fields=["number"],
-                condition=Q(state=NumberState.ACTIVE),
-                name="promonumber_active_number_unique",
+                condition=Q(state__in=NumberState.held()),
+                name="promonumber_held_number_unique",
             ),
             models.UniqueConstraint(
                 fields=["pool"],
@@ -181,12 +188,15 @@ class PromoNumber(models.Model):
                 name="promonumber_overflow_role_needs_pool",
             ),
             models.CheckConstraint(
-                condition=(Q(state=NumberState.ACTIVE) & Q(released_at__isnull=True))
+                condition=(Q(state__in=NumberState.held()) & Q(released_at__isnull=True))
                 | (Q(state=NumberState.RELEASED) & Q(released_at__isnull=False)),
                 name="promonumber_released_at_matches_state",
             ),
             models.CheckConstraint(
                 condition=Q(number__regex=r"^\+[1-9][0-9]{6,14}$"), name="promonumber_number_is_e164"
+            ),
+            models.CheckConstraint(
+                condition=Q(pinned_at__isnull=True) | ~Q(pin_reason=""), name="promonumber_pin_has_reason"
             ),
             models.CheckConstraint(condition=Q(monthly_cost__gte=0), name="promonumber_cost_not_negative"),
             models.CheckConstraint(condition=Q(role__in=NumberRole.values), name="promonumber_role_valid"),

@@ -1,10 +1,16 @@
 """The carrier that sells and releases numbers. `get_carrier()` picks the adapter from settings.
 
-`InventoryCarrier` sells from a stock kept in the database (the demo's carrier, and the tests').
+`InventoryCarrier` sells from a stock kept in the database (the demo's carrier, and the tests'); it can
+be told to fail on purpose, to exercise the outbox's fault handling.
+
+Errors: `TransientCarrierError` may succeed if tried again later (time-outs, 5xx, rate limits) — and a
+purchase that timed out may even have succeeded; `CarrierError` otherwise (refused, not available,
+bad credentials): trying again will not help.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -16,7 +22,11 @@ from scaling.models import InventoryNumber
 
 
 class CarrierError(Exception):
-    """The carrier refused or could not sell the number."""
+    """The carrier refused or could not do what was asked; asking again will not help."""
+
+
+class TransientCarrierError(CarrierError):
+    """The carrier could not answer now (time-out, 5xx, rate limit); a later attempt may succeed."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +57,28 @@ class Carrier(Protocol):
         self, available: AvailableNumber, *, account_id: int, friendly_name: str
     ) -> PurchasedNumber: ...
 
-    def release(self, carrier_ref: str) -> None: ...
+    def find_purchased(self, *, friendly_name: str) -> PurchasedNumber | None:
+        """The number bought under this friendly name and still held, if any (reconciliation)."""
+        ...
+
+    def release(self, carrier_ref: str) -> None:
+        """Give the number back. Idempotent: releasing a number no longer held is not an error."""
+        ...
 
 
 class InventoryCarrier:
+    """Sells from `InventoryNumber` rows. `faults` makes the next calls of an operation fail on purpose:
+    {"purchase": [...]} before buying, {"purchase_after": [...]} after buying (a time-out that hid a
+    success), {"release": [...]}, {"find_purchased": [...]}, one error per call, then normal service."""
+
+    def __init__(self, *, faults: dict[str, Iterable[CarrierError]] | None = None) -> None:
+        self.faults = {operation: list(errors) for operation, errors in (faults or {}).items()}
+
+    def _maybe_fail(self, operation: str) -> None:
+        pending = self.faults.get(operation)
+        if pending:
+            raise pending.pop(0)
+
     def find_available(
         self, *, number_type: str, area_code: str = "", region: str = ""
     ) -> AvailableNumber | None:
@@ -71,25 +99,39 @@ class InventoryCarrier:
         )
 
     def purchase(self, available: AvailableNumber, *, account_id: int, friendly_name: str) -> PurchasedNumber:
+        self._maybe_fail("purchase")
         item = InventoryNumber.objects.filter(number=available.number).first()
         # Compare-and-swap: two buyers of the same number, only one row changes.
         sold = InventoryNumber.objects.filter(number=available.number, sold_to__isnull=True).update(
-            sold_to_id=account_id, sold_at=timezone.now()
+            sold_to_id=account_id, sold_at=timezone.now(), friendly_name=friendly_name
         )
         if item is None or not sold:
             raise CarrierError(f"{available.number} is no longer available")
-        return PurchasedNumber(
-            number=available.number,
-            number_type=available.number_type,
-            area_code=available.area_code,
-            region=available.region,
-            monthly_cost=available.monthly_cost,
-            carrier_ref=f"INV{item.pk}",
-        )
+        self._maybe_fail("purchase_after")
+        return self._purchased(item)
+
+    def find_purchased(self, *, friendly_name: str) -> PurchasedNumber | None:
+        self._maybe_fail("find_purchased")
+        item = InventoryNumber.objects.filter(friendly_name=friendly_name, sold_to__isnull=False).first()
+        return self._purchased(item) if item is not None else None
 
     def release(self, carrier_ref: str) -> None:
+        self._maybe_fail("release")
         if carrier_ref.startswith("INV") and carrier_ref[3:].isdigit():
-            InventoryNumber.objects.filter(pk=int(carrier_ref[3:])).update(sold_to=None, sold_at=None)
+            InventoryNumber.objects.filter(pk=int(carrier_ref[3:])).update(
+                sold_to=None, sold_at=None, friendly_name=""
+            )
+
+    @staticmethod
+    def _purchased(item: InventoryNumber) -> PurchasedNumber:
+        return PurchasedNumber(
+            number=str(item.number),
+            number_type=item.number_type,
+            area_code=item.area_code,
+            region=item.region,
+            monthly_cost=item.monthly_cost,
+            carrier_ref=f"INV{item.pk}",
+        )
 
 
 def get_carrier() -> Carrier:

@@ -16,6 +16,10 @@ class EventKind(models.TextChoices):
     CAP_REACHED = "cap_reached", "Maximum size reached"
     PRUNE_SKIPPED = "prune_skipped", "Pruning skipped"
     FAILED = "failed", "Failed"
+    NUMBER_RELEASED = "number_released", "Released to the carrier"
+    RECONCILED = "reconciled", "Carrier order reconciled"
+    NUMBER_PINNED = "number_pinned", "Number pinned"
+    NUMBER_UNPINNED = "number_unpinned", "Number unpinned"
 
 
 class Trigger(models.TextChoices):
@@ -23,3 +27,14 @@ class Trigger(models.TextChoices):
     GROWTH = "growth", "Auto-scaling growth"
     PRUNE = "prune", "Month-end prune"
     SETUP = "setup", "Pool set-up"
+
+
+class OrderKind(models.TextChoices):
+    PURCHASE = "purchase", "Purchase"
+    RELEASE = "release", "Release"
+
+
+class OrderState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"

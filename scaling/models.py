@@ -7,9 +7,9 @@ from phonenumber_field.modelfields import PhoneNumberField
 from simple_history.models import HistoricalRecords
 
 from accounts.models import Account
-from ringpools.choices import NumberType
+from ringpools.choices import NumberRole, NumberType
 from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
-from scaling.choices import EventKind, Scope, Trigger
+from scaling.choices import EventKind, OrderKind, OrderState, Scope, Trigger
 
 
 class AutoScalingSettings(models.Model):
@@ -81,6 +81,79 @@ class ScalingEvent(models.Model):
         raise ValueError("Scaling events are never deleted.")
 
 
+class CarrierOrder(models.Model):
+    """The carrier outbox: a purchase or a release, recorded before the carrier is called.
+
+    A carrier call is not part of any database transaction and may fail after it succeeded (a
+    timeout). So the intent is committed first, the carrier is called outside any transaction, and the
+    answer is recorded afterwards; an order still pending after a crash or a timeout is reconciled by a
+    later pass (`scaling.outbox.carrier_orders_reconcile`): a purchase is looked up at the carrier by
+    its `request_id` (the friendly name the number was bought under) and put in its pool or released;
+    a release is sent again (releases are idempotent). Whatever was killed when, every number the
+    carrier bills us for ends in exactly one pool, or released.
+    """
+
+    kind = models.CharField(max_length=10, choices=OrderKind.choices)
+    state = models.CharField(max_length=10, choices=OrderState.choices, default=OrderState.PENDING)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="carrier_orders")
+    pool = models.ForeignKey(RingPool, on_delete=models.PROTECT, related_name="carrier_orders")
+    # Release: the number being released. Purchase: the number once it is in the pool.
+    number = models.ForeignKey(
+        PromoNumber, null=True, blank=True, on_delete=models.PROTECT, related_name="carrier_orders"
+    )
+    role = models.CharField(max_length=10, choices=NumberRole.choices, default=NumberRole.ROTATING)
+    request_id = models.CharField(
+        max_length=64, unique=True, help_text="Our idempotency key; the friendly name at the carrier."
+    )
+    offer = models.JSONField(default=dict, blank=True, help_text="Purchase: the number the carrier offered.")
+    carrier_ref = models.CharField("carrier reference", max_length=64, blank=True)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    reason = models.CharField(max_length=300)
+    figures = models.JSONField(default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+    # A process working on the order holds it until then (compare-and-swap, never a lock held across a
+    # carrier call); after that another pass may take it over.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                name="carrierorder_pending",
+                condition=Q(state=OrderState.PENDING),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=OrderKind.values), name="carrierorder_kind_valid"),
+            models.CheckConstraint(condition=Q(state__in=OrderState.values), name="carrierorder_state_valid"),
+            models.CheckConstraint(
+                condition=~Q(kind=OrderKind.RELEASE) | Q(number__isnull=False),
+                name="carrierorder_release_names_its_number",
+            ),
+            models.UniqueConstraint(
+                fields=["number"],
+                condition=Q(kind=OrderKind.RELEASE, state=OrderState.PENDING),
+                name="carrierorder_one_pending_release_per_number",
+            ),
+            models.CheckConstraint(
+                condition=Q(state=OrderState.PENDING, finished_at__isnull=True)
+                | (~Q(state=OrderState.PENDING) & Q(finished_at__isnull=False)),
+                name="carrierorder_finished_at_matches_state",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.request_id} ({self.get_state_display()})"
+
+
 class InventoryNumber(models.Model):
     """The demo carrier's stock of numbers for sale (RINGPOOL_CARRIER=inventory)."""
 
@@ -91,6 +164,7 @@ class InventoryNumber(models.Model):
     monthly_cost = models.DecimalField(max_digits=8, decimal_places=2, default=1)
     sold_to = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     sold_at = models.DateTimeField(null=True, blank=True)
+    friendly_name = models.CharField(max_length=64, blank=True, help_text="What the buyer named it.")
 
     class Meta:
         ordering = ["number"]

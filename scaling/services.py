@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,11 +12,10 @@ from django.utils import timezone
 from accounts.models import Account, User
 from ringpools.choices import NumberRole, NumberState, NumberType, OverflowMode
 from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
-from scaling.carrier import AvailableNumber, Carrier, CarrierError, get_carrier
-from scaling.choices import EventKind, Trigger
+from scaling.carrier import AvailableNumber, Carrier, get_carrier
+from scaling.choices import EventKind, OrderState, Trigger
 from scaling.models import AutoScalingSettings, ScalingEvent
-
-log = logging.getLogger(__name__)
+from scaling.outbox import Removal, carrier_orders_run, numbers_release_begin, purchase_order_place
 
 
 def auto_scaling_settings_for(account: Account) -> AutoScalingSettings:
@@ -210,10 +208,10 @@ def pool_number_add(
     figures: dict[str, Any] | None = None,
     carrier: Carrier | None = None,
 ) -> PromoNumber | None:
-    """Buy a number from the carrier and put it in the pool; None (and a FAILED event) if none can be had.
+    """Buy a number from the carrier and put it in the pool (through the outbox, so a purchase whose
+    answer is lost is finished by reconciliation). None, with a FAILED event, if none was added now.
 
-    Bought first, then recorded: if recording fails the purchase is released again, so no number is
-    left bought but outside the pool, nor in the pool without having been bought.
+    Call it outside any transaction: the carrier is never called while the database holds locks.
     """
     carrier = carrier or get_carrier()
     figures = dict(figures or {})
@@ -228,57 +226,22 @@ def pool_number_add(
             reason="the carrier has no number to offer",
         )
         return None
-    try:
-        bought = carrier.purchase(
-            choice.available,
-            account_id=pool.account_id,
-            friendly_name=f"ringpool-{pool.pk}-{timezone.now():%Y%m%d%H%M%S}",
-        )
-    except CarrierError as error:
-        scaling_event_record(
-            pool=pool,
-            kind=EventKind.FAILED,
-            trigger=trigger,
-            actor=actor,
-            figures=figures,
-            reason=f"carrier refused the purchase: {error}"[:300],
-        )
+    figures["match"] = choice.match
+    order = purchase_order_place(
+        pool=pool,
+        available=choice.available,
+        carrier=carrier,
+        trigger=trigger,
+        reason=reason,
+        role=role,
+        figures=figures,
+        actor=actor,
+    )
+    if order.state != OrderState.DONE or order.number is None or order.number.state != NumberState.ACTIVE:
         return None
-    try:
-        with transaction.atomic():
-            number = PromoNumber(
-                account_id=pool.account_id,
-                pool=pool,
-                role=role,
-                number=bought.number,
-                number_type=bought.number_type,
-                area_code=bought.area_code,
-                region=bought.region,
-                state=NumberState.ACTIVE,
-                acquired_at=timezone.now(),
-                carrier_ref=bought.carrier_ref,
-                monthly_cost=bought.monthly_cost,
-            )
-            number._history_user = actor
-            number.save()
-            figures.update({"match": choice.match, "area_code": bought.area_code, "region": bought.region})
-            scaling_event_record(
-                pool=pool,
-                number=number,
-                kind=EventKind.NUMBER_ADDED,
-                trigger=trigger,
-                actor=actor,
-                reason=reason,
-                figures=figures,
-            )
-    except Exception:
-        log.exception("Recording %s in pool %s failed; releasing it to the carrier", bought.number, pool.pk)
-        carrier.release(bought.carrier_ref)
-        raise
-    return number
+    return order.number
 
 
-@transaction.atomic
 def pool_number_remove(
     *,
     number: PromoNumber,
@@ -288,23 +251,11 @@ def pool_number_remove(
     figures: dict[str, Any] | None = None,
     carrier: Carrier | None = None,
 ) -> PromoNumber:
-    """Take a number out of service and release it to the carrier, so it stops counting in the bill."""
-    locked = PromoNumber.objects.select_for_update().select_related("pool").get(pk=number.pk)
-    if locked.state == NumberState.RELEASED:
-        return locked
-    locked.state = NumberState.RELEASED
-    locked.released_at = timezone.now()
-    locked._history_user = actor
-    locked.save(update_fields=["state", "released_at"])
-    scaling_event_record(
-        pool=locked.pool,
-        number=locked,
-        kind=EventKind.NUMBER_REMOVED,
-        trigger=trigger,
-        actor=actor,
-        reason=reason,
-        figures=figures,
+    """Take a number out of rotation at once and release it to the carrier, so it stops counting in
+    the bill. The carrier is called after the number left rotation, outside any transaction; if it
+    fails, the release is retried by reconciliation and the number never returns to rotation."""
+    orders = numbers_release_begin(
+        pool=number.pool, removals=[Removal(number.pk, reason, figures or {})], trigger=trigger, actor=actor
     )
-    # Inside the transaction: if the carrier refuses, the number stays in service (and in the bill).
-    (carrier or get_carrier()).release(locked.carrier_ref)
-    return locked
+    carrier_orders_run(orders=orders, carrier=carrier)
+    return PromoNumber.objects.get(pk=number.pk)
