@@ -29,4 +29,10 @@ SCHEDULES: tuple[Schedule, ...] = (
         crontab={"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
         description="Finishes carrier purchases and releases whose answer was lost (time-out, crash).",
     ),
+    Schedule(
+        name="Grow RingPools",
+        task="scaling.tasks.grow_ringpools",
+        crontab={"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
+        description="Adds numbers to pools that overflowed, at the account's pace (SPEC §6).",
+    ),
 )

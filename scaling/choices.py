@@ -29,6 +29,11 @@ class Trigger(models.TextChoices):
     SETUP = "setup", "Pool set-up"
 
 
+class GrowthMode(models.TextChoices):
+    STEP = "step", "A fixed number of numbers per interval"
+    PERCENTAGE = "percentage", "A percentage of the pool per interval (rounded up), capped"
+
+
 class OrderKind(models.TextChoices):
     PURCHASE = "purchase", "Purchase"
     RELEASE = "release", "Release"

@@ -9,7 +9,7 @@ from simple_history.models import HistoricalRecords
 from accounts.models import Account
 from ringpools.choices import NumberRole, NumberType
 from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
-from scaling.choices import EventKind, OrderKind, OrderState, Scope, Trigger
+from scaling.choices import EventKind, GrowthMode, OrderKind, OrderState, Scope, Trigger
 
 
 class AutoScalingSettings(models.Model):
@@ -23,8 +23,15 @@ class AutoScalingSettings(models.Model):
     scope = models.CharField(max_length=20, choices=Scope.choices, default=Scope.ALL_CAMPAIGNS)
     campaigns = models.ManyToManyField(Campaign, blank=True, related_name="+")
     destination_numbers = models.ManyToManyField(DestinationNumber, blank=True, related_name="+")
-    # Staff-only growth pace (SPEC §6): at most `growth_step` numbers per `growth_interval_minutes`.
+    # Staff-only growth pace (SPEC §6). Step mode: `growth_step` numbers per interval (default one per
+    # five minutes). Percentage mode: `growth_percent` of the pool per interval, rounded up, at least
+    # one and at most `growth_cap_per_interval`.
+    growth_mode = models.CharField(max_length=12, choices=GrowthMode.choices, default=GrowthMode.STEP)
     growth_step = models.PositiveSmallIntegerField(default=1)
+    growth_percent = models.PositiveSmallIntegerField(default=10, help_text="Percentage mode only.")
+    growth_cap_per_interval = models.PositiveSmallIntegerField(
+        default=5, help_text="Percentage mode: at most this many numbers per interval."
+    )
     growth_interval_minutes = models.PositiveSmallIntegerField(default=5)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -39,10 +46,49 @@ class AutoScalingSettings(models.Model):
             models.CheckConstraint(
                 condition=Q(growth_interval_minutes__gte=1), name="autoscaling_growth_interval_positive"
             ),
+            models.CheckConstraint(
+                condition=Q(growth_mode__in=GrowthMode.values), name="autoscaling_growth_mode_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(growth_percent__gte=1, growth_percent__lte=100),
+                name="autoscaling_growth_percent_1_to_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(growth_cap_per_interval__gte=1), name="autoscaling_growth_cap_positive"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"Auto-scaling settings of {self.account}"
+
+
+class PoolGrowth(models.Model):
+    """The growth facts of one pool, kept in the scaling app so `ringpools` stays free of them.
+
+    `scaling_on_since` is when a grow pass first saw auto-scaling apply to the pool (feature, scope,
+    pool flag, pool active), cleared by the pass that sees it no longer apply: overflows from before
+    do not count. `last_grown_at` is the decision record: a pass takes a pool's growth by
+    compare-and-swap on it, so two passes at once grow a pool once.
+    """
+
+    pool = models.OneToOneField(RingPool, on_delete=models.CASCADE, primary_key=True, related_name="growth")
+    scaling_on_since = models.DateTimeField(null=True, blank=True)
+    last_grown_at = models.DateTimeField(null=True, blank=True)
+    # Growth failed at the carrier (no number anywhere, refused, no answer): retry from then on.
+    failures = models.PositiveIntegerField(default=0)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    # Set when a `cap_reached` event was recorded; cleared when the pool is below its maximum again,
+    # so the event is recorded once per episode, not once a pass.
+    capped_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "pool growth state"
+        indexes = [
+            models.Index(fields=["scaling_on_since"], name="poolgrowth_on_since"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Growth of pool {self.pool_id}"
 
 
 class ScalingEvent(models.Model):
