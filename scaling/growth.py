@@ -286,10 +286,10 @@ def _grow(plan: PoolPlan, *, now: datetime, carrier: Carrier, trigger: str, acto
         try:
             choice = number_choose(pool=pool, carrier=carrier)
         except CarrierError as error:
-            failure = _failed(pool, trigger, actor, step, f"carrier search failed: {error}", error)
+            failure = _failed(pool, trigger, actor, step, f"carrier search failed: {error}", error, now)
             break
         if choice is None:
-            failure = _failed(pool, trigger, actor, step, "the carrier has no number to offer", None)
+            failure = _failed(pool, trigger, actor, step, "the carrier has no number to offer", None, now)
             break
         step["match"] = choice.match
         order = purchase_order_place(
@@ -332,6 +332,7 @@ def _failed(
     figures: dict[str, Any],
     reason: str,
     error: CarrierError | None,
+    now: datetime,
 ) -> str:
     ScalingEvent.objects.create(
         account_id=pool.account_id,
@@ -341,7 +342,7 @@ def _failed(
         reason=reason[:300],
         figures={**figures, "transient": isinstance(error, TransientCarrierError)},
         actor=actor,
-        created_at=timezone.now(),
+        created_at=now,
     )
     return reason
 
@@ -366,7 +367,7 @@ def _cap_record(plan: PoolPlan, *, now: datetime, trigger: str, actor: User | No
                 "overflows_since_last_growth": plan.overflows,
             },
             actor=actor,
-            created_at=timezone.now(),
+            created_at=now,
         )
     return "recorded 'maximum size reached'"
 

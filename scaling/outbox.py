@@ -145,11 +145,13 @@ def _purchase_complete(
                 release = _release_order_create(
                     number=number, trigger=locked.trigger, reason=f"bought but {unwanted}", now=now
                 )
-                _event(locked, EventKind.RECONCILED, f"bought but {unwanted}: releasing it", figures, number)
+                _event(
+                    locked, EventKind.RECONCILED, f"bought but {unwanted}: releasing it", figures, number, now
+                )
             else:
                 figures["reconciled"] = reconciled
                 reason = locked.reason + (" (found at the carrier on reconciliation)" if reconciled else "")
-                _event(locked, EventKind.NUMBER_ADDED, reason, figures, number)
+                _event(locked, EventKind.NUMBER_ADDED, reason, figures, number, now)
                 release = None
     except DatabaseError:
         # Bought but not recorded: the order stays pending and reconciliation puts the number in place.
@@ -367,7 +369,7 @@ def _fail(order: CarrierOrder, kind: str, reason: str, now: datetime) -> Carrier
             return locked
         locked.last_error = reason[:300]
         _finish(locked, OrderState.FAILED, now)
-        _event(locked, kind, reason, {**locked.figures, "request_id": locked.request_id}, None)
+        _event(locked, kind, reason, {**locked.figures, "request_id": locked.request_id}, None, now)
     return locked
 
 
@@ -379,7 +381,12 @@ def _finish(order: CarrierOrder, state: str, now: datetime) -> None:
 
 
 def _event(
-    order: CarrierOrder, kind: str, reason: str, figures: dict[str, Any], number: PromoNumber | None
+    order: CarrierOrder,
+    kind: str,
+    reason: str,
+    figures: dict[str, Any],
+    number: PromoNumber | None,
+    now: datetime | None = None,
 ) -> ScalingEvent:
     return ScalingEvent.objects.create(
         account_id=order.account_id,
@@ -390,5 +397,5 @@ def _event(
         reason=reason[:300],
         figures=figures,
         actor=order.actor,
-        created_at=timezone.now(),
+        created_at=now or timezone.now(),
     )
