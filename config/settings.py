@@ -147,6 +147,11 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # --- Product --------------------------------------------------------------------------------------
 # Carrier adapter used to buy and release numbers: "inventory" (demo stock in the database) or "twilio".
 RINGPOOL_CARRIER = env("RINGPOOL_CARRIER", default="inventory")
+# RINGPOOL_CARRIER=twilio: the platform's Twilio credentials (no default: the adapter refuses to run
+# without them) and how long one carrier request may take.
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
+RINGPOOL_CARRIER_TIMEOUT_SECONDS = env.float("RINGPOOL_CARRIER_TIMEOUT_SECONDS", default=10.0)
 # Public base URL the carrier posts webhooks to (signatures cover the exact URL). Empty: the request's.
 RINGPOOL_PUBLIC_BASE_URL = env("RINGPOOL_PUBLIC_BASE_URL", default="")
 # Each web process keeps a pool's hand-out settings this long (a query saved per request); admin

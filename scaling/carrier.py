@@ -138,4 +138,8 @@ def get_carrier() -> Carrier:
     name = settings.RINGPOOL_CARRIER
     if name == "inventory":
         return InventoryCarrier()
+    if name == "twilio":
+        from scaling.twilio_carrier import twilio_carrier_from_settings
+
+        return twilio_carrier_from_settings()
     raise CarrierError(f"Unknown RINGPOOL_CARRIER {name!r}")
