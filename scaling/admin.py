@@ -14,6 +14,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from ringpools.admin import RingPoolAdmin
 from ringpools.admin_tools import LargeTableAdmin
 from ringpools.models import RingPool
+from scaling.growth_outlook import growth_panel
 from scaling.models import AutoScalingSettings, InventoryNumber, ScalingEvent
 from scaling.selectors import pool_applicability, pools_with_applicability
 from scaling.services import POOL_SETTINGS, ringpool_create, ringpool_update
@@ -22,6 +23,15 @@ from scaling.services import POOL_SETTINGS, ringpool_create, ringpool_update
 @admin.register(RingPool)
 class ScalingRingPoolAdmin(RingPoolAdmin):
     list_display = (*RingPoolAdmin.list_display, "auto_scaling", "last_scaling_event")
+    readonly_fields = (*RingPoolAdmin.readonly_fields, "next_growth")
+
+    def get_fieldsets(self, request: HttpRequest, obj: RingPool | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        return fieldsets if obj is None else (*fieldsets, ("Next growth", {"fields": ("next_growth",)}))
+
+    @admin.display(description="next growth")
+    def next_growth(self, pool: RingPool) -> str:
+        return growth_panel(pool=pool)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RingPool]:
         latest = ScalingEvent.objects.filter(pool=OuterRef("pk")).order_by("-created_at", "-id")
