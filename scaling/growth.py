@@ -312,7 +312,8 @@ def _grow(plan: PoolPlan, *, now: datetime, carrier: Carrier, trigger: str, acto
             break
     plan.outcome = f"added {plan.added}" + (f", {in_flight} awaiting the carrier" if in_flight else "")
     if plan.added or in_flight:
-        PoolGrowth.objects.filter(pool_id=pool.pk).update(failures=0, retry_at=None)
+        if state.failures or state.retry_at:
+            PoolGrowth.objects.filter(pool_id=pool.pk).update(failures=0, retry_at=None)
         if failure:
             plan.outcome += f"; then {failure}"
         return
