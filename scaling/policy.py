@@ -117,7 +117,9 @@ def growth_decide(
         return GrowthDecision(GrowthVerdict.CAP, 0, reason, None)
     wanted = growth_step_size(size=size, pace=pace)
     grow_by = min(wanted, room)
-    since = f"since the last growth at {_hm(last_grown_at)}" if last_grown_at else "since auto-scaling was on"
+    since = "since auto-scaling was turned on"
+    if last_grown_at is not None:
+        since = f"since the last growth at {_hm(last_grown_at)}"
     reason = f"{overflowed} {since}; pace {pace.describe()}"
     if grow_by < wanted:
         reason += f"; {wanted} due, {grow_by} left before the maximum size of {max_size}"
