@@ -13,6 +13,7 @@ A carrier failure puts the decision back and retries it with back-off on the nex
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,8 @@ from scaling.outbox import purchase_order_place, retry_delay
 from scaling.policy import GrowthDecision, GrowthPace, GrowthVerdict, growth_decide
 from scaling.selectors import applicable_pools, pool_applicability, pools_with_applicability
 from scaling.services import number_choose
+
+log = logging.getLogger(__name__)
 
 # How far back the "overflows since the last growth" figure reads the hourly counts.
 OVERFLOW_FIGURES_WINDOW = timedelta(hours=24)
@@ -108,8 +111,13 @@ def ringpools_grow(
         report.plans.append(plan)
         if dry_run:
             plan.outcome = _would(plan)
-        else:
+            continue
+        try:
             _carry_out(plan, now=now, carrier=carrier, trigger=trigger, actor=actor)
+        except Exception as error:
+            # One pool's trouble must not starve the others; the next pass decides for it afresh.
+            log.exception("Growing pool %s failed", pool.pk)
+            plan.outcome = f"error: {error}"
     if explain:
         _explain_the_rest(report)
     return report
@@ -307,6 +315,9 @@ def _grow(plan: PoolPlan, *, now: datetime, carrier: Carrier, trigger: str, acto
             plan.added += 1
         elif order.state == OrderState.PENDING:
             in_flight += 1  # no answer: reconciliation finishes it (or finds it was not bought)
+        elif order.state == OrderState.DONE:
+            failure = "bought, but the pool no longer wanted it: released again"
+            break
         else:
             failure = order.last_error or "the purchase failed"
             break
