@@ -303,3 +303,25 @@ def test_a_pass_costs_the_same_queries_however_many_pools_are_idle(pool):
     idle_pools(40)
     many = queries_of_a_pass(minutes(20))
     assert few == many
+
+
+def test_each_due_pool_adds_the_same_small_number_of_queries():
+    def queries_with_due_pools(count: int, at: datetime) -> int:
+        due = []
+        for _ in range(count):
+            each = factories.RingPoolFactory(area_code="805", max_size=10)
+            factories.PromoNumberFactory(pool=each)
+            due.append(each)
+        stock(count)
+        grow(at - timedelta(minutes=1))
+        for each in due:
+            overflow(each, at)
+        with CaptureQueriesContext(connection) as context:
+            assert grow(at + timedelta(seconds=30)).added == count
+        RingPool.objects.filter(pk__in=[p.pk for p in due]).update(is_active=False)
+        return len(context.captured_queries)
+
+    one, two, four = (queries_with_due_pools(n, minutes(10 * i)) for i, n in enumerate((1, 2, 4)))
+    per_pool = two - one
+    assert four - two == 2 * per_pool
+    assert per_pool <= 15, per_pool
