@@ -325,3 +325,17 @@ def test_each_due_pool_adds_the_same_small_number_of_queries():
     per_pool = two - one
     assert four - two == 2 * per_pool
     assert per_pool <= 15, per_pool
+
+
+@pytest.mark.parametrize(
+    "nonsense",
+    [{"growth_mode": "fast"}, {"growth_percent": 0}, {"growth_percent": 101}, {"growth_cap_per_interval": 0}],
+)
+def test_the_database_refuses_a_pace_that_makes_no_sense(nonsense):
+    from django.db import IntegrityError, transaction
+
+    from scaling.models import AutoScalingSettings
+
+    settings = factories.AutoScalingSettingsFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AutoScalingSettings.objects.filter(pk=settings.pk).update(**nonsense)

@@ -114,3 +114,15 @@ def test_a_failed_attempt_waits_for_its_back_off():
     retry = T0 + timedelta(minutes=2)
     assert decide(retry_at=retry).verdict == GrowthVerdict.WAIT
     assert decide(retry_at=retry, now=retry).verdict == GrowthVerdict.GROW
+
+
+def test_the_edges_of_what_counts_as_an_overflow_since():
+    # An overflow at the very moment auto-scaling was seen on counts; one at the moment of the last
+    # growth does not (the number bought then was not there for that visitor, but the growth answered it).
+    assert decide(scaling_on_since=T0).verdict == GrowthVerdict.GROW
+    grown_then = decide(last_grown_at=T0, now=T0 + timedelta(minutes=10))
+    assert grown_then.verdict == GrowthVerdict.IDLE
+    later = decide(
+        last_grown_at=T0, last_overflow_at=T0 + timedelta(microseconds=1), now=T0 + timedelta(minutes=10)
+    )
+    assert later.verdict == GrowthVerdict.GROW
