@@ -4,6 +4,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from timezone_field import TimeZoneField
 
+from accounts import secrets
 from accounts.choices import Role
 
 
@@ -23,16 +24,38 @@ class Account(models.Model):
         help_text="Staff-controlled: whether the feature (and its Settings page) exists for this account.",
     )
     carrier_account_sid = models.CharField(max_length=64, blank=True)
-    carrier_auth_token = models.CharField(
-        max_length=128, blank=True, help_text="Signs the carrier's call webhooks for this account's numbers."
-    )
+    # The carrier's auth token signs the call webhooks of this account's numbers: whoever reads it can
+    # forge calls. Stored only encrypted (accounts.secrets), never rendered; a replacement waits in
+    # `_next` until the first webhook signed with it proves the carrier uses it (rotation without downtime).
+    carrier_auth_token_encrypted = models.TextField(blank=True, editable=False)
+    carrier_auth_token_next_encrypted = models.TextField(blank=True, editable=False)
+    carrier_auth_token_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
+        permissions = [("change_carrier_credentials", "Can replace the carrier credentials")]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def carrier_auth_token(self) -> str:
+        """The token in force (decrypted on each read; never keep it around)."""
+        return secrets.decrypt(self.carrier_auth_token_encrypted)
+
+    @carrier_auth_token.setter
+    def carrier_auth_token(self, token: str) -> None:
+        self.carrier_auth_token_encrypted = secrets.encrypt(token)
+
+    @property
+    def carrier_auth_token_next(self) -> str:
+        """A replacement token awaiting its first signed webhook, or ""."""
+        return secrets.decrypt(self.carrier_auth_token_next_encrypted)
+
+    @property
+    def has_carrier_auth_token(self) -> bool:
+        return bool(self.carrier_auth_token_encrypted)
 
 
 class Membership(models.Model):
