@@ -28,7 +28,13 @@ MODELS = {
     "scaling.scalingevent": lambda: factories.ScalingEventFactory(),
     "scaling.inventorynumber": lambda: factories.InventoryNumberFactory(),
 }
-READ_ONLY = {"scaling.scalingevent", "ringpools.call", "ringpools.poolhourlyfigures"}
+READ_ONLY = {
+    "scaling.scalingevent",
+    "ringpools.call",
+    "ringpools.poolhourlyfigures",
+    "ringpools.lease",
+    "ringpools.promonumber",
+}
 
 
 @pytest.fixture
