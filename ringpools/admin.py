@@ -19,6 +19,7 @@ from ringpools.admin_tools import (
     LargeTableAdmin,
     PhoneSearchMixin,
     ReadOnlyFactsAdmin,
+    ShortChoicesFilter,
     iso,
     money,
     national,
@@ -217,7 +218,7 @@ class PromoNumberAdmin(AccountTimesMixin, CsvExportMixin, PhoneSearchMixin, Simp
         "last_called",
         "cost",
     )
-    list_filter = ("state", "role", "number_type", PromoNumberStateFilter)
+    list_filter = ("state", ("role", ShortChoicesFilter), "number_type", PromoNumberStateFilter)
     list_select_related = ("pool", "account")
     search_fields = ("pool__name", "account__name", "carrier_ref", "area_code")
     phone_search_fields = ("number",)
@@ -383,7 +384,7 @@ def parameters_html(params: dict | None) -> str:
 @admin.register(Call)
 class CallAdmin(AccountTimesMixin, PhoneSearchMixin, ReadOnlyFactsAdmin, LargeTableAdmin):
     list_display = ("received", "to", "caller", "pool", "attribution_label", "visitor", "page")
-    list_filter = ("attribution", "is_overflow")
+    list_filter = (("attribution", ShortChoicesFilter), "is_overflow")
     list_select_related = ("pool", "lease", "account")
     search_fields = ("call_sid", "lease__visitor_id")
     phone_search_fields = ("to_number", "from_number")

@@ -142,6 +142,14 @@ def short_label(choices: type[models.TextChoices], value: str) -> str:
     return label.split(" (")[0]
 
 
+class ShortChoicesFilter(admin.ChoicesFieldListFilter):
+    """A choices filter that shows the short labels, like the list's columns."""
+
+    def choices(self, changelist: Any) -> Any:
+        for choice in super().choices(changelist):
+            yield {**choice, "display": str(choice["display"]).split(" (")[0]}
+
+
 class AccountTimesMixin:
     """Rows that belong to an account show their times in its zone, named; change pages say which zone.
 
