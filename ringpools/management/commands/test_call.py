@@ -32,7 +32,10 @@ class Command(BaseCommand):
             raise CommandError(f"No promo number {number!r}.")
         if not promo.account.has_carrier_auth_token:
             raise CommandError(f"Account {promo.account} has no carrier auth token to sign the call with.")
-        result = sample_call_place(number=promo, from_number=from_number, url=url)
+        try:
+            result = sample_call_place(number=promo, from_number=from_number, url=url)
+        except OSError as error:
+            raise CommandError(f"Could not reach the webhook at {url}: {error}") from error
         if result.status_code != 200 or result.call is None:
             raise CommandError(f"The webhook answered {result.status_code}: {result.answer.strip()[:200]}")
         call = result.call
