@@ -23,23 +23,29 @@ def zone_name(zone: tzinfo) -> str:
     return getattr(zone, "key", None) or str(zone)
 
 
-def local_time_text(moment: datetime | None, account_timezone: tzinfo | str | None) -> str:
+def local_time_text(
+    moment: datetime | None, account_timezone: tzinfo | str | None, *, time_only: bool = False
+) -> str:
     """'2026-11-28 16:30 PST' in the account's zone; UTC where no account applies."""
     if moment is None:
         return EMPTY
     local = moment.astimezone(zone_of(account_timezone))
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+    return f"{local:%H:%M} {local.tzname()}" if time_only else f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
-def local_time(moment: datetime | None, account_timezone: tzinfo | str | None) -> SafeString | str:
-    """The local time, with the zone's name and the UTC time on hover, in a <time> element."""
+def local_time(
+    moment: datetime | None, account_timezone: tzinfo | str | None, *, time_only: bool = False
+) -> SafeString | str:
+    """The local time, with the zone's name and the UTC time on hover, in a <time> element.
+    `time_only` for moments within the next hours (a lease's end), the full date staying on hover."""
     if moment is None:
         return EMPTY
     zone = zone_of(account_timezone)
     return format_html(
-        '<time datetime="{}" title="{} · {} UTC">{}</time>',
+        '<time datetime="{}" title="{} {} · {} UTC">{}</time>',
         moment.astimezone(UTC).isoformat(),
+        local_time_text(moment, zone),
         zone_name(zone),
         f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}",
-        local_time_text(moment, zone),
+        local_time_text(moment, zone, time_only=time_only),
     )

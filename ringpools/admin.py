@@ -149,10 +149,10 @@ class RingPoolAdmin(AccountTimesMixin, CsvExportMixin, SimpleHistoryAdmin):
     def numbers(self, pool: RingPool) -> str:
         if pool.overflow_e164:
             return format_html(
-                '{} <small title="{}">+ overflow {}</small>',
+                '{} <small title="overflow number {} ({})">+ overflow</small>',
                 pool.size,
-                str(pool.overflow_e164),
                 national(pool.overflow_e164),
+                str(pool.overflow_e164),
             )
         return str(pool.size)
 
@@ -278,7 +278,8 @@ class PromoNumberAdmin(AccountTimesMixin, CsvExportMixin, PhoneSearchMixin, Simp
 
     @admin.display(ordering="busy_until", description="in use until")
     def in_use(self, number: PromoNumber) -> str:
-        return self.time_cell(number, in_use_until(number))
+        # A lease lasts a day at most: the time says it (the full date is on hover).
+        return self.time_cell(number, in_use_until(number), time_only=True)
 
     @admin.display(ordering="last_presented_at", description="last presented")
     def last_presented(self, number: PromoNumber) -> str:
@@ -366,10 +367,12 @@ class LeaseAdmin(AccountTimesMixin, PhoneSearchMixin, ReadOnlyFactsAdmin, LargeT
 
 
 def landing_page_cell(url: str) -> str:
+    """The page's path, cut short (the whole address on hover and on the call's page)."""
     if not url:
         return EMPTY
     shown = url.split("://", 1)[-1]
-    return format_html('<span title="{}">{}</span>', url, shown[:60] + ("…" if len(shown) > 60 else ""))
+    shown = shown[shown.find("/") :] if "/" in shown else shown
+    return format_html('<span title="{}">{}</span>', url, shown[:28] + ("…" if len(shown) > 28 else ""))
 
 
 def parameters_html(params: dict | None) -> str:

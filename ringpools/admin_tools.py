@@ -166,8 +166,10 @@ class AccountTimesMixin:
             target = getattr(target, step, None) if target is not None else None
         return zone_of(getattr(target, "timezone", None))
 
-    def time_cell(self, obj: models.Model, moment: datetime | None) -> SafeString | str:
-        return local_time(moment, self.account_zone(obj))
+    def time_cell(
+        self, obj: models.Model, moment: datetime | None, *, time_only: bool = False
+    ) -> SafeString | str:
+        return local_time(moment, self.account_zone(obj), time_only=time_only)
 
     def render_change_form(
         self,

@@ -48,6 +48,10 @@ class ScalingRingPoolAdmin(RingPoolAdmin):
             last_event_at=Subquery(latest.values("created_at")[:1]),
         )
 
+    def has_delete_permission(self, request: HttpRequest, obj: RingPool | None = None) -> bool:
+        # A pool ends by being deactivated; deleting it would orphan its audit trail (protected anyway).
+        return False
+
     def render_change_form(
         self,
         request: HttpRequest,
