@@ -26,8 +26,10 @@ def account_carrier_token_replace(
     locked = Account.objects.select_for_update().get(pk=account.pk)
     token = token.strip()
     if immediately or not locked.has_carrier_auth_token:
+        # At once means the old token is retired now (say, it leaked): no overlap.
         locked.carrier_auth_token = token
         locked.carrier_auth_token_next_encrypted = ""
+        locked.carrier_auth_token_previous_encrypted = ""
         state = "in force"
     else:
         locked.carrier_auth_token_next_encrypted = secrets.encrypt(token)
@@ -41,11 +43,13 @@ def account_carrier_token_replace(
 
 @transaction.atomic
 def account_carrier_token_confirm(*, account: Account, token: str) -> bool:
-    """A webhook arrived signed with the pending replacement: put it in force, retire the old token.
-    Returns False when another request (or a newer replacement) got there first."""
+    """A webhook arrived signed with the pending replacement: put it in force; the old token keeps
+    validating for CARRIER_TOKEN_OVERLAP (calls signed just before the switch). Returns False when
+    another request (or a newer replacement) got there first."""
     locked = Account.objects.select_for_update().get(pk=account.pk)
     if not locked.carrier_auth_token_next_encrypted or locked.carrier_auth_token_next != token:
         return False
+    locked.carrier_auth_token_previous_encrypted = locked.carrier_auth_token_encrypted
     locked.carrier_auth_token_encrypted = locked.carrier_auth_token_next_encrypted
     locked.carrier_auth_token_next_encrypted = ""
     locked.carrier_auth_token_changed_at = timezone.now()
@@ -72,6 +76,7 @@ def account_carrier_token_discard_pending(*, account: Account, actor: User | Non
 _TOKEN_FIELDS = [
     "carrier_auth_token_encrypted",
     "carrier_auth_token_next_encrypted",
+    "carrier_auth_token_previous_encrypted",
     "carrier_auth_token_changed_at",
 ]
 

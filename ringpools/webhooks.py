@@ -6,6 +6,7 @@ import logging
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
@@ -39,18 +40,21 @@ def routing(number: PromoNumber) -> VoiceResponse:
 
 
 def _signature_valid(number: PromoNumber, request: HttpRequest, params: dict, signature: str) -> bool:
-    """Signed by the account's token, or by its pending replacement, which that very signature confirms:
-    the carrier has switched, so the old token retires (rotation without refusing a call)."""
+    """Signed by the account's token; or by its pending replacement, which that very signature confirms
+    (the carrier has switched); or, for a few minutes after that, by the token it replaced."""
     account = number.account
     url = _signed_url(request)
-    current = account.carrier_auth_token
-    if current and RequestValidator(current).validate(url, params, signature):
+
+    def signed_with(token: str) -> bool:
+        return bool(token) and RequestValidator(token).validate(url, params, signature)
+
+    if signed_with(account.carrier_auth_token):
         return True
     pending = account.carrier_auth_token_next
-    if pending and RequestValidator(pending).validate(url, params, signature):
+    if signed_with(pending):
         account_carrier_token_confirm(account=account, token=pending)
         return True
-    return False
+    return signed_with(account.carrier_auth_token_previous(timezone.now()))
 
 
 @csrf_exempt

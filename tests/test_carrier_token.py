@@ -7,13 +7,16 @@ import contextlib
 import io
 import logging
 import sys
+from datetime import timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from accounts.models import Account
@@ -165,10 +168,16 @@ def test_rotation_keeps_the_old_token_until_the_carrier_signs_with_the_new_one(
     assert "a replacement is pending" in page and NEW_TOKEN not in page
     # Until the carrier switches, calls signed with the old token keep working.
     assert call(client, TOKEN, "CA1") == 200
-    # The first call signed with the new token confirms it; from then on the old one is refused.
-    assert call(client, NEW_TOKEN, "CA2") == 200
-    assert call(client, TOKEN, "CA3") == 403
-    assert call(client, NEW_TOKEN, "CA4") == 200
+    # The first call signed with the new token confirms it. Calls the carrier signed with the old token
+    # just before switching still pass for ten minutes; then the old token is refused.
+    switched = timezone.now()
+    with time_machine.travel(switched, tick=False):
+        assert call(client, NEW_TOKEN, "CA2") == 200
+    with time_machine.travel(switched + timedelta(minutes=9, seconds=59), tick=False):
+        assert call(client, TOKEN, "CA3") == 200
+    with time_machine.travel(switched + timedelta(minutes=10, seconds=1), tick=False):
+        assert call(client, TOKEN, "CA4") == 403
+        assert call(client, NEW_TOKEN, "CA5") == 200
     assert Account.objects.get(pk=account.pk).carrier_auth_token == NEW_TOKEN
     assert Account.objects.get(pk=account.pk).carrier_auth_token_next == ""
     # Neither token reached a log line or the SQL sent to the database.

@@ -53,6 +53,11 @@ class Migration(migrations.Migration):
             name='carrier_auth_token_next_encrypted',
             field=models.TextField(blank=True, editable=False),
         ),
+        migrations.AddField(
+            model_name='account',
+            name='carrier_auth_token_previous_encrypted',
+            field=models.TextField(blank=True, editable=False),
+        ),
         migrations.RunPython(encrypt_existing_tokens, decrypt_tokens),
         migrations.RemoveField(
             model_name='account',

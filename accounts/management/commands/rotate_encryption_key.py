@@ -8,7 +8,11 @@ from django.db import transaction
 from accounts import secrets
 from accounts.models import Account
 
-ENCRYPTED_FIELDS = ("carrier_auth_token_encrypted", "carrier_auth_token_next_encrypted")
+ENCRYPTED_FIELDS = (
+    "carrier_auth_token_encrypted",
+    "carrier_auth_token_next_encrypted",
+    "carrier_auth_token_previous_encrypted",
+)
 
 
 class Command(BaseCommand):
