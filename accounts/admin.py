@@ -130,8 +130,12 @@ class AccountAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ("user", "account", "role", "created_at")
+    list_display = ("user", "account", "role", "created")
     list_filter = ("role",)
     list_select_related = ("user", "account")
     raw_id_fields = ("user", "account")
     search_fields = ("user__username", "user__email", "account__name")
+
+    @admin.display(ordering="created_at", description="created")
+    def created(self, membership: Membership) -> str:
+        return local_time(membership.created_at, membership.account.timezone)
