@@ -78,7 +78,16 @@ def test_a_demo_pools_page_shows_its_panels_and_charts(live_server, demo, staff_
     print(f"screenshot: {shot}")
 
 
-@pytest.mark.parametrize("listing", ["ringpools/ringpool", "ringpools/promonumber", "ringpools/call"])
+@pytest.mark.parametrize(
+    "listing",
+    [
+        "ringpools/ringpool",
+        "ringpools/promonumber",
+        "ringpools/call",
+        "ringpools/lease",
+        "scaling/scalingevent",
+    ],
+)
 def test_lists_fit_1366_px_one_line_per_row(live_server, staff_page, listing):
     page = staff_page
     page.goto(f"{live_server.url}/admin/{listing}/")
