@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from ringpools.admin_tools import (
+    COST_CURRENCY,
     EMPTY,
     AccountTimesMixin,
     CsvExportMixin,
@@ -229,7 +230,7 @@ class PromoNumberAdmin(AccountTimesMixin, CsvExportMixin, PhoneSearchMixin, Simp
         ("acquired (UTC)", lambda n: iso(n.acquired_at)),
         ("released (UTC)", lambda n: iso(n.released_at)),
         ("monthly cost", lambda n: n.monthly_cost),
-        ("currency", lambda n: "USD"),
+        ("currency", lambda n: COST_CURRENCY),
     )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
