@@ -3,13 +3,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.contrib import admin, messages
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from ringpools import phone
 from ringpools.admin_tools import (
     COST_CURRENCY,
     EMPTY,
@@ -109,6 +110,20 @@ class RingPoolAdmin(AccountTimesMixin, CsvExportMixin, SimpleHistoryAdmin):
         return pools_with_figures(
             super().get_queryset(request), since=now - timedelta(hours=24), now=now
         ).annotate(overflow_e164=Subquery(overflow))
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[RingPool], search_term: str
+    ) -> tuple[QuerySet[RingPool], bool]:
+        """Also the pool holding a number typed in any format (one row per pool: no join)."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        try:
+            e164 = phone.to_e164(search_term.strip()) if len(search_term.strip()) >= 7 else None
+        except phone.InvalidPhoneNumber:
+            e164 = None
+        if e164:
+            holds = PromoNumber.objects.filter(pool=OuterRef("pk"), number=e164)
+            results = results | queryset.filter(Exists(holds))
+        return results, may_have_duplicates
 
     @admin.display(ordering="name", description="pool")
     def pool_name(self, pool: RingPool) -> str:

@@ -204,3 +204,11 @@ def test_numbers_are_shown_in_national_format_with_e164_on_hover(client, staff, 
     assert '<span class="phone" title="+18055550110">(805) 555-0110</span>' in page
     assert "Rotating (shown" not in page  # short labels: rows stay one line
     assert "Jan. 1, 2000" not in page and "2000-01-01" not in page  # a free number is not "busy until 2000"
+
+
+def test_a_pool_is_found_by_any_of_its_numbers_however_typed(client, staff, busy_pool):
+    factories.RingPoolFactory(name="Another pool")
+    for typed in ("(805) 555-0112", "+18055550112", "805.555.0112"):
+        page = client.get(reverse("admin:ringpools_ringpool_changelist"), {"q": typed}).content.decode()
+        assert "Spring Sale" in page and "Another pool" not in page, typed
+        assert page.count('class="field-pool_name"') == 1
