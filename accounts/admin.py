@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
@@ -76,7 +76,9 @@ class AccountAdmin(admin.ModelAdmin):
             ("Carrier", {"fields": carrier}),
         )
 
-    def get_form(self, request: HttpRequest, obj: Account | None = None, change: bool = False, **kwargs: Any):
+    def get_form(
+        self, request: HttpRequest, obj: Account | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
         # Without the permission the form has no token fields at all, so no POST can replace it.
         kwargs["form"] = AccountCredentialsForm if self._may_replace_credentials(request) else AccountForm
         return super().get_form(request, obj, change, **kwargs)
@@ -88,7 +90,7 @@ class AccountAdmin(admin.ModelAdmin):
         return readonly
 
     @method_decorator(sensitive_post_parameters(*TOKEN_FIELDS))
-    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any):
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return super().changeform_view(request, *args, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: Account, form: forms.ModelForm, change: bool) -> None:

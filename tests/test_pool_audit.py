@@ -212,3 +212,20 @@ def test_a_pool_is_found_by_any_of_its_numbers_however_typed(client, staff, busy
         page = client.get(reverse("admin:ringpools_ringpool_changelist"), {"q": typed}).content.decode()
         assert "Spring Sale" in page and "Another pool" not in page, typed
         assert page.count('class="field-pool_name"') == 1
+
+
+def test_the_csv_export_of_thousands_of_numbers_runs_a_fixed_number_of_queries(client, staff):
+    pool = factories.RingPoolFactory()
+    bulk_numbers(pool, 10)
+    export = reverse("admin:ringpools_promonumber_changelist") + "export.csv"
+
+    def exported() -> tuple[int, int]:
+        with CaptureQueriesContext(connection) as queries:
+            body = b"".join(client.get(export).streaming_content).decode()
+        return body.count("\n") - 1, len(queries.captured_queries)
+
+    rows, few = exported()
+    bulk_numbers(pool, 3000, start=10)
+    more_rows, many = exported()
+    assert (rows, more_rows) == (10, 3010)
+    assert many <= few + 2  # the iterator fetches in chunks of 2,000 rows on SQLite
