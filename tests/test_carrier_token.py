@@ -166,6 +166,8 @@ def test_rotation_keeps_the_old_token_until_the_carrier_signs_with_the_new_one(
     assert response.status_code == 302
     page = client.get(reverse("admin:accounts_account_change", args=[account.pk])).content.decode()
     assert "a replacement is pending" in page and NEW_TOKEN not in page
+    history = client.get(reverse("admin:accounts_account_history", args=[account.pk])).content.decode()
+    assert "Replace carrier auth token" in history and NEW_TOKEN not in history  # the change, not the value
     # Until the carrier switches, calls signed with the old token keep working.
     assert call(client, TOKEN, "CA1") == 200
     # The first call signed with the new token confirms it. Calls the carrier signed with the old token
