@@ -72,8 +72,9 @@ class ScalingRingPoolAdmin(RingPoolAdmin):
             context["events_list_url"] = (
                 reverse("admin:scaling_scalingevent_changelist") + f"?pool__id__exact={obj.pk}"
             )
-            context["role_labels"] = {value: short_label(NumberRole, value) for value in NumberRole.values}
-            context["state_labels"] = {value: short_label(NumberState, value) for value in NumberState.values}
+            for number in context["dashboard"].numbers:  # short labels keep each row on one line
+                number.role_label = short_label(NumberRole, number.role)
+                number.state_label = short_label(NumberState, number.state)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="auto-scaling")
