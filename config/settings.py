@@ -23,6 +23,12 @@ _INSECURE_DEV_KEY = "django-insecure-development-only-never-used-with-debug-off"
 SECRET_KEY = env("SECRET_KEY", default=_INSECURE_DEV_KEY if DEBUG else "")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Fernet keys (newest first) that encrypt the carrier credentials at rest (accounts.secrets). Like
+# SECRET_KEY: none in production (start-up refuses), a published one only for development.
+_INSECURE_DEV_ENCRYPTION_KEY = "P_tobNCmfvFb9SGXTQJL5b7OHdK_FB1n6tzYm5wcDw8="
+RINGPOOL_ENCRYPTION_KEYS = env.list(
+    "RINGPOOL_ENCRYPTION_KEYS", default=[_INSECURE_DEV_ENCRYPTION_KEY] if DEBUG else []
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

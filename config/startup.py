@@ -15,13 +15,17 @@ MISSING_SECRET_KEY = (
 
 
 def require_production_settings() -> None:
-    """Refuse to start a production process without its secret key."""
+    """Refuse to start a production process without its secret key or its encryption keys."""
     try:
         key = settings.SECRET_KEY
     except ImproperlyConfigured:  # Django refuses to read an empty one
         key = ""
     if not settings.DEBUG and not key:
         raise ImproperlyConfigured(MISSING_SECRET_KEY)
+    if not settings.DEBUG:
+        from accounts.secrets import _configured
+
+        _configured()  # raises ImproperlyConfigured when RINGPOOL_ENCRYPTION_KEYS is missing or malformed
 
 
 @checks.register(checks.Tags.security, deploy=True)

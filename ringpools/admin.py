@@ -1,110 +1,171 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.contrib import admin
-from django.db.models import QuerySet
+from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from ringpools.admin_tools import LargeTableAdmin, PhoneSearchMixin
-from ringpools.choices import NumberState
+from ringpools import phone
+from ringpools.admin_tools import (
+    COST_CURRENCY,
+    EMPTY,
+    AccountTimesMixin,
+    CsvExportMixin,
+    PhoneSearchMixin,
+    ShortChoicesFilter,
+    iso,
+    money,
+    national,
+    phone_cell,
+    short_label,
+)
+from ringpools.choices import NumberRole, NumberState, NumberType
 from ringpools.models import (
-    Call,
     Campaign,
     DestinationNumber,
-    Lease,
-    PoolHourlyFigures,
     PromoNumber,
     RingPool,
 )
+from ringpools.sample_calls import sample_call_place
 from ringpools.selectors import pools_with_figures
+
+# Leases, calls and hourly figures: read-only facts, registered from their own module.
+from ringpools import admin_facts  # noqa: F401  isort: skip
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
-    list_display = ("name", "account", "is_active", "created_at")
+class CampaignAdmin(AccountTimesMixin, admin.ModelAdmin):
+    list_display = ("name", "account", "is_active", "created")
     list_filter = ("is_active",)
     list_select_related = ("account",)
     raw_id_fields = ("account",)
     search_fields = ("name", "account__name")
+    readonly_fields = ("created_at",)
+
+    @admin.display(ordering="created_at", description="created")
+    def created(self, campaign: Campaign) -> str:
+        return self.time_cell(campaign, campaign.created_at)
 
 
 @admin.register(DestinationNumber)
-class DestinationNumberAdmin(PhoneSearchMixin, admin.ModelAdmin):
-    list_display = ("number", "label", "account")
+class DestinationNumberAdmin(AccountTimesMixin, PhoneSearchMixin, admin.ModelAdmin):
+    list_display = ("phone", "label", "account")
     list_select_related = ("account",)
     raw_id_fields = ("account",)
     search_fields = ("label", "account__name")
     phone_search_fields = ("number",)
 
-
-class LeaseStateFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "held"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("now", "Held now"), ("ended", "Ended")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        now = timezone.now()
-        if self.value() == "now":
-            return queryset.filter(expires_at__gt=now)
-        if self.value() == "ended":
-            return queryset.filter(expires_at__lte=now)
-        return queryset
+    @admin.display(ordering="number", description="number")
+    def phone(self, destination: DestinationNumber) -> str:
+        return phone_cell(destination.number)
 
 
-class RingPoolAdmin(SimpleHistoryAdmin):
-    """The pool list of the back office. scaling.admin extends it with the auto-scaling columns."""
+class RingPoolAdmin(AccountTimesMixin, CsvExportMixin, SimpleHistoryAdmin):
+    """The pool list of the back office. scaling.admin extends it with auto-scaling and the audit page."""
 
-    list_display = (
-        "name",
-        "account",
-        "campaign",
-        "number_type",
-        "size",
-        "leased_now",
-        "overflows_24h",
-        "is_active",
-    )
+    list_display = ("pool_name", "account", "type", "numbers", "leased_now", "overflows_24h")
     list_filter = ("number_type", "is_active", "overflow_mode", "auto_scaling_enabled")
     list_select_related = ("account", "campaign", "destination_number")
     search_fields = ("name", "key", "campaign__name", "account__name")
     raw_id_fields = ("account", "campaign", "destination_number")
-    readonly_fields = ("key", "last_overflow_at", "created_at", "overflow_number_display")
+    readonly_fields = ("key", "last_overflow", "created", "overflow_number_display")
     fieldsets = (
         (None, {"fields": ("account", "campaign", "destination_number", "name", "key", "is_active")}),
         (
             "Numbers",
             {"fields": ("number_type", "area_code", "region", "min_size", "max_size", "lease_seconds")},
         ),
-        ("Overflow", {"fields": ("overflow_mode", "overflow_number_display", "last_overflow_at")}),
+        ("Overflow", {"fields": ("overflow_mode", "overflow_number_display", "last_overflow")}),
         ("Auto-scaling", {"fields": ("auto_scaling_enabled",)}),
-        ("Web", {"fields": ("allowed_origins", "created_at")}),
+        ("Web", {"fields": ("allowed_origins", "created")}),
+    )
+    csv_columns = (
+        ("id", lambda p: p.pk),
+        ("key", lambda p: p.key),
+        ("name", lambda p: p.name),
+        ("account", lambda p: p.account.name),
+        ("campaign", lambda p: p.campaign.name),
+        ("number type", lambda p: p.number_type),
+        ("numbers in rotation", lambda p: p.size),
+        ("overflow number", lambda p: p.overflow_e164 or ""),
+        ("leased now", lambda p: p.leased_now),
+        ("overflows 24h", lambda p: p.overflows_24h),
+        ("min size", lambda p: p.min_size),
+        ("max size", lambda p: p.max_size),
+        ("auto-scaling enabled", lambda p: p.auto_scaling_enabled),
+        ("active", lambda p: p.is_active),
+        ("last overflow (UTC)", lambda p: iso(p.last_overflow_at)),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RingPool]:
         now = timezone.now()
-        return pools_with_figures(super().get_queryset(request), since=now - timedelta(hours=24), now=now)
+        overflow = PromoNumber.objects.filter(
+            pool=OuterRef("pk"), role=NumberRole.OVERFLOW, state=NumberState.ACTIVE
+        ).values("number")[:1]
+        return pools_with_figures(
+            super().get_queryset(request), since=now - timedelta(hours=24), now=now
+        ).annotate(overflow_e164=Subquery(overflow))
 
-    @admin.display(ordering="size", description="size")
-    def size(self, pool: RingPool) -> int:
-        return pool.size
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[RingPool], search_term: str
+    ) -> tuple[QuerySet[RingPool], bool]:
+        """Also the pool holding a number typed in any format (one row per pool: no join)."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        try:
+            e164 = phone.to_e164(search_term.strip()) if len(search_term.strip()) >= 7 else None
+        except phone.InvalidPhoneNumber:
+            e164 = None
+        if e164:
+            holds = PromoNumber.objects.filter(pool=OuterRef("pk"), number=e164)
+            results = results | queryset.filter(Exists(holds))
+        return results, may_have_duplicates
 
-    @admin.display(ordering="leased_now", description="leased now")
+    @admin.display(ordering="name", description="pool")
+    def pool_name(self, pool: RingPool) -> str:
+        if pool.is_active:
+            return pool.name
+        return format_html('{} <small class="inactive">(inactive)</small>', pool.name)
+
+    @admin.display(ordering="number_type", description="type")
+    def type(self, pool: RingPool) -> str:
+        return NumberType(pool.number_type).label
+
+    @admin.display(ordering="size", description="numbers")
+    def numbers(self, pool: RingPool) -> str:
+        if pool.overflow_e164:
+            return format_html(
+                '{} <small title="overflow number {} ({})">+ overflow</small>',
+                pool.size,
+                national(pool.overflow_e164),
+                str(pool.overflow_e164),
+            )
+        return str(pool.size)
+
+    @admin.display(ordering="leased_now", description="in use now")
     def leased_now(self, pool: RingPool) -> int:
         return pool.leased_now
 
-    @admin.display(ordering="overflows_24h", description="overflows (24 h)")
+    @admin.display(ordering="overflows_24h", description="overflows 24 h")
     def overflows_24h(self, pool: RingPool) -> int:
         return pool.overflows_24h
 
     @admin.display(description="overflow number")
     def overflow_number_display(self, pool: RingPool) -> str:
         number = pool.overflow_number if pool.pk else None
-        return number.number.as_national if number else "—"
+        return phone_cell(number.number) if number else EMPTY
+
+    @admin.display(description="last overflow")
+    def last_overflow(self, pool: RingPool) -> str:
+        return self.time_cell(pool, pool.last_overflow_at)
+
+    @admin.display(description="created")
+    def created(self, pool: RingPool) -> str:
+        return self.time_cell(pool, pool.created_at)
 
 
 class PromoNumberStateFilter(admin.SimpleListFilter):
@@ -126,86 +187,133 @@ class PromoNumberStateFilter(admin.SimpleListFilter):
         return queryset
 
 
+def in_use_until(number: PromoNumber, now: datetime | None = None) -> datetime | None:
+    """When a visitor holds the number, until when; never a placeholder date for a free number."""
+    now = now or timezone.now()
+    return number.busy_until if number.busy_until > now and number.state == NumberState.ACTIVE else None
+
+
 @admin.register(PromoNumber)
-class PromoNumberAdmin(PhoneSearchMixin, SimpleHistoryAdmin):
+class PromoNumberAdmin(AccountTimesMixin, CsvExportMixin, PhoneSearchMixin, SimpleHistoryAdmin):
+    """Numbers come from the carrier and change pool or state only through the scaling services (audited):
+    every field is read-only here."""
+
     list_display = (
-        "number",
+        "phone",
         "pool",
-        "account",
-        "role",
-        "number_type",
-        "area_code",
-        "state",
-        "last_presented_at",
-        "last_called_at",
-        "monthly_cost",
+        "role_short",
+        "state_label",
+        "in_use",
+        "last_presented",
+        "last_called",
+        "cost",
     )
-    list_filter = ("state", "role", "number_type", PromoNumberStateFilter)
+    list_filter = ("state", ("role", ShortChoicesFilter), "number_type", PromoNumberStateFilter)
     list_select_related = ("pool", "account")
-    raw_id_fields = ("account", "pool")
     search_fields = ("pool__name", "account__name", "carrier_ref", "area_code")
     phone_search_fields = ("number",)
-    # Pool membership and state change only through the scaling services (audited).
-    readonly_fields = (
+    actions = ["place_test_call"]
+    fields = (
+        "phone",
+        "account",
         "pool",
         "role",
         "state",
-        "released_at",
-        "last_presented_at",
-        "last_called_at",
-        "busy_until",
-    )
-    fields = (
-        "account",
-        "number",
         "number_type",
         "area_code",
         "region",
         "carrier_ref",
-        "monthly_cost",
-        "acquired_at",
-        *readonly_fields,
+        "cost",
+        "acquired",
+        "released",
+        "in_use",
+        "last_presented",
+        "last_called",
+    )
+    readonly_fields = fields
+    csv_columns = (
+        ("number", lambda n: str(n.number)),
+        ("pool", lambda n: n.pool.name if n.pool else ""),
+        ("account", lambda n: n.account.name),
+        ("role", lambda n: n.role),
+        ("state", lambda n: n.state),
+        ("number type", lambda n: n.number_type),
+        ("area code", lambda n: n.area_code),
+        ("in use until (UTC)", lambda n: iso(in_use_until(n))),
+        ("last presented (UTC)", lambda n: iso(n.last_presented_at)),
+        ("last called (UTC)", lambda n: iso(n.last_called_at)),
+        ("acquired (UTC)", lambda n: iso(n.acquired_at)),
+        ("released (UTC)", lambda n: iso(n.released_at)),
+        ("monthly cost", lambda n: n.monthly_cost),
+        ("currency", lambda n: COST_CURRENCY),
     )
 
-
-@admin.register(Lease)
-class LeaseAdmin(LargeTableAdmin):
-    list_display = ("number", "pool", "visitor_id", "started_at", "expires_at", "released_at", "page_url")
-    list_filter = (LeaseStateFilter,)
-    list_select_related = ("number", "pool")
-    raw_id_fields = ("pool", "number")
-    search_fields = ("visitor_id", "page_url")
-    date_hierarchy = "started_at"
-
-
-@admin.register(Call)
-class CallAdmin(PhoneSearchMixin, LargeTableAdmin):
-    list_display = ("received_at", "to_number", "from_number", "pool", "attribution", "is_overflow", "lease")
-    list_filter = ("attribution", "is_overflow")
-    list_select_related = ("pool", "lease")
-    raw_id_fields = ("account", "pool", "number", "lease")
-    search_fields = ("call_sid",)
-    phone_search_fields = ("to_number", "from_number")
-    date_hierarchy = "received_at"
-
-    # Calls come from the carrier, figures from the hand-out: records to read, not to write.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Call | None = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: PromoNumber | None = None) -> bool:
         return False
 
+    @admin.display(ordering="number", description="number")
+    def phone(self, number: PromoNumber) -> str:
+        return phone_cell(number.number)
 
-@admin.register(PoolHourlyFigures)
-class PoolHourlyFiguresAdmin(LargeTableAdmin):
-    list_display = ("hour", "pool", "shard", "presentations", "overflows", "calls")
-    list_select_related = ("pool",)
-    raw_id_fields = ("pool",)
-    search_fields = ("pool__name",)
-    date_hierarchy = "hour"
+    @admin.display(ordering="role", description="role")
+    def role_short(self, number: PromoNumber) -> str:
+        return short_label(NumberRole, number.role)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    @admin.display(ordering="state", description="state")
+    def state_label(self, number: PromoNumber) -> str:
+        return short_label(NumberState, number.state)
 
-    def has_change_permission(self, request: HttpRequest, obj: PoolHourlyFigures | None = None) -> bool:
-        return False
+    @admin.display(ordering="busy_until", description="in use until")
+    def in_use(self, number: PromoNumber) -> str:
+        # A lease lasts a day at most: the time says it (the full date is on hover).
+        return self.time_cell(number, in_use_until(number), time_only=True)
+
+    @admin.display(ordering="last_presented_at", description="last presented")
+    def last_presented(self, number: PromoNumber) -> str:
+        return self.time_cell(number, number.last_presented_at)
+
+    @admin.display(ordering="last_called_at", description="last called")
+    def last_called(self, number: PromoNumber) -> str:
+        return self.time_cell(number, number.last_called_at)
+
+    @admin.display(ordering="acquired_at", description="acquired")
+    def acquired(self, number: PromoNumber) -> str:
+        return self.time_cell(number, number.acquired_at)
+
+    @admin.display(ordering="released_at", description="released")
+    def released(self, number: PromoNumber) -> str:
+        return self.time_cell(number, number.released_at)
+
+    @admin.display(ordering="monthly_cost", description="monthly cost")
+    def cost(self, number: PromoNumber) -> str:
+        return money(number.monthly_cost)
+
+    def has_test_call_permission(self, request: HttpRequest) -> bool:
+        # A test call records a Call in the customer's data: superusers only (the demo's staff login).
+        return request.user.is_superuser
+
+    @admin.action(description="Place a test call to the selected numbers", permissions=["test_call"])
+    def place_test_call(self, request: HttpRequest, queryset: QuerySet[PromoNumber]) -> None:
+        for number in queryset.select_related("account")[:10]:
+            result = sample_call_place(number=number)
+            if result.call is None:
+                self.message_user(
+                    request,
+                    f"Test call to {national(number.number)}: the webhook answered {result.status_code}.",
+                    messages.ERROR,
+                )
+                continue
+            url = reverse("admin:ringpools_call_change", args=[result.call.pk])
+            self.message_user(
+                request,
+                format_html(
+                    'Test call to {}: <a href="{}">{}</a>.',
+                    national(number.number),
+                    url,
+                    result.call.get_attribution_display(),
+                ),
+                messages.SUCCESS,
+            )

@@ -6,11 +6,14 @@ import logging
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
+from accounts.secrets import UndecryptableSecret
+from accounts.services import account_carrier_token_confirm
 from ringpools.calls import IncomingCall, call_record, promo_number_for
 from ringpools.models import PromoNumber
 
@@ -36,6 +39,24 @@ def routing(number: PromoNumber) -> VoiceResponse:
     return twiml
 
 
+def _signature_valid(number: PromoNumber, request: HttpRequest, params: dict, signature: str) -> bool:
+    """Signed by the account's token; or by its pending replacement, which that very signature confirms
+    (the carrier has switched); or, for a few minutes after that, by the token it replaced."""
+    account = number.account
+    url = _signed_url(request)
+
+    def signed_with(token: str) -> bool:
+        return bool(token) and RequestValidator(token).validate(url, params, signature)
+
+    if signed_with(account.carrier_auth_token):
+        return True
+    pending = account.carrier_auth_token_next
+    if signed_with(pending):
+        account_carrier_token_confirm(account=account, token=pending)
+        return True
+    return signed_with(account.carrier_auth_token_previous(timezone.now()))
+
+
 @csrf_exempt
 @require_POST
 def calls(request: HttpRequest) -> HttpResponse:
@@ -46,13 +67,18 @@ def calls(request: HttpRequest) -> HttpResponse:
         )
     number = promo_number_for(form.get("To", ""))
     signature = request.headers.get("x-twilio-signature", "")
-    token = number.account.carrier_auth_token if number is not None else ""
     params = {name: form.get(name) for name in form}
-    if (
-        not token
-        or not signature
-        or not RequestValidator(token).validate(_signed_url(request), params, signature)
-    ):
+    try:
+        signed = (
+            number is not None and bool(signature) and _signature_valid(number, request, params, signature)
+        )
+    except UndecryptableSecret:
+        log.error(
+            "Cannot decrypt the carrier token of account %s: check RINGPOOL_ENCRYPTION_KEYS",
+            number.account_id,
+        )
+        return HttpResponse("Credentials unavailable.\n", status=503, content_type="text/plain")
+    if not signed:
         log.warning("Refused an unsigned or wrongly signed call webhook for To=%r", form.get("To"))
         return HttpResponse("Forbidden: bad or missing signature.\n", status=403, content_type="text/plain")
     call_sid = form.get("CallSid", "")

@@ -6,15 +6,30 @@ from django.contrib import admin
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.forms import ModelForm
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
-from django.utils.timezone import localtime
 from simple_history.admin import SimpleHistoryAdmin
 
 from ringpools.admin import RingPoolAdmin
-from ringpools.admin_tools import LargeTableAdmin
+from ringpools.admin_tools import (
+    COST_CURRENCY,
+    AccountTimesMixin,
+    LargeTableAdmin,
+    PhoneSearchMixin,
+    ReadOnlyFactsAdmin,
+    money,
+    phone_cell,
+    short_label,
+)
+from ringpools.choices import NumberRole, NumberState
 from ringpools.models import RingPool
-from scaling.growth_outlook import growth_panel
+from scaling.charts import pool_health_charts
+from scaling.choices import EventKind, Trigger
+from scaling.dashboard import pool_dashboard
+from scaling.growth_outlook import growth_outlook
 from scaling.models import AutoScalingSettings, InventoryNumber, ScalingEvent
 from scaling.selectors import pool_applicability, pools_with_applicability
 from scaling.services import POOL_SETTINGS, ringpool_create, ringpool_update
@@ -22,16 +37,10 @@ from scaling.services import POOL_SETTINGS, ringpool_create, ringpool_update
 
 @admin.register(RingPool)
 class ScalingRingPoolAdmin(RingPoolAdmin):
+    """The pool list, and each pool's page as an audit dashboard above its settings."""
+
     list_display = (*RingPoolAdmin.list_display, "auto_scaling", "last_scaling_event")
-    readonly_fields = (*RingPoolAdmin.readonly_fields, "next_growth")
-
-    def get_fieldsets(self, request: HttpRequest, obj: RingPool | None = None) -> Any:
-        fieldsets = super().get_fieldsets(request, obj)
-        return fieldsets if obj is None else (*fieldsets, ("Next growth", {"fields": ("next_growth",)}))
-
-    @admin.display(description="next growth")
-    def next_growth(self, pool: RingPool) -> str:
-        return growth_panel(pool=pool)
+    change_form_template = "admin/scaling/pool_audit_change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RingPool]:
         latest = ScalingEvent.objects.filter(pool=OuterRef("pk")).order_by("-created_at", "-id")
@@ -39,6 +48,39 @@ class ScalingRingPoolAdmin(RingPoolAdmin):
             last_event_kind=Subquery(latest.values("kind")[:1]),
             last_event_at=Subquery(latest.values("created_at")[:1]),
         )
+
+    def has_delete_permission(self, request: HttpRequest, obj: RingPool | None = None) -> bool:
+        # A pool ends by being deactivated; deleting it would orphan its audit trail (protected anyway).
+        return False
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: RingPool | None = None,
+    ) -> TemplateResponse:
+        if obj is not None and obj.pk:
+            now = timezone.now()
+            context["dashboard"] = pool_dashboard(pool=obj, now=now)
+            # The growth job's own outlook (the same rule and facts the grow pass uses); the page lists
+            # the pool's latest events itself.
+            with timezone.override(self.account_zone(obj)):  # its times in the account's zone
+                context["growth"] = growth_outlook(pool=obj, now=now, events=0)
+            context["health_charts"] = pool_health_charts(pool=obj, now=now, days=7)
+            context["currency"] = COST_CURRENCY
+            context["numbers_list_url"] = (
+                reverse("admin:ringpools_promonumber_changelist") + f"?pool__id__exact={obj.pk}"
+            )
+            context["events_list_url"] = (
+                reverse("admin:scaling_scalingevent_changelist") + f"?pool__id__exact={obj.pk}"
+            )
+            for number in context["dashboard"].numbers:  # short labels keep each row on one line
+                number.role_label = short_label(NumberRole, number.role)
+                number.state_label = short_label(NumberState, number.state)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="auto-scaling")
     def auto_scaling(self, pool: RingPool) -> str:
@@ -51,10 +93,11 @@ class ScalingRingPoolAdmin(RingPoolAdmin):
     def last_scaling_event(self, pool: RingPool) -> str:
         if not getattr(pool, "last_event_kind", None):
             return "—"
-        label = dict(ScalingEvent._meta.get_field("kind").choices).get(
-            pool.last_event_kind, pool.last_event_kind
+        return format_html(
+            "{} <small>{}</small>",
+            short_label(EventKind, pool.last_event_kind),
+            self.time_cell(pool, pool.last_event_at),
         )
-        return format_html("{} <small>{}</small>", label, f"{localtime(pool.last_event_at):%Y-%m-%d %H:%M}")
 
     def save_model(self, request: HttpRequest, obj: RingPool, form: ModelForm, change: bool) -> None:
         # Pools are created and changed only through the services, which apply defaults and audit;
@@ -86,7 +129,7 @@ def _pool_fields() -> set[str]:
 
 
 @admin.register(AutoScalingSettings)
-class AutoScalingSettingsAdmin(SimpleHistoryAdmin):
+class AutoScalingSettingsAdmin(AccountTimesMixin, SimpleHistoryAdmin):
     list_display = (
         "account",
         "enable_for_new_pools",
@@ -94,50 +137,78 @@ class AutoScalingSettingsAdmin(SimpleHistoryAdmin):
         "scope",
         "growth_step",
         "growth_interval_minutes",
-        "updated_at",
+        "updated",
     )
     list_filter = ("scope", "enable_for_new_pools", "include_overflow_number")
     list_select_related = ("account",)
     raw_id_fields = ("account",)
     filter_horizontal = ("campaigns", "destination_numbers")
     search_fields = ("account__name",)
+    readonly_fields = ("updated",)
+
+    @admin.display(ordering="updated_at", description="updated")
+    def updated(self, settings: AutoScalingSettings) -> str:
+        return self.time_cell(settings, settings.updated_at)
 
 
 @admin.register(ScalingEvent)
-class ScalingEventAdmin(LargeTableAdmin):
+class ScalingEventAdmin(AccountTimesMixin, PhoneSearchMixin, ReadOnlyFactsAdmin, LargeTableAdmin):
     """The audit trail: readable by staff, never added, changed or deleted here."""
 
-    list_display = ("created_at", "pool", "account", "kind", "trigger", "number", "reason", "actor")
+    list_display = ("created", "pool", "kind_label", "trigger_label", "phone", "reason", "actor")
     list_filter = ("kind", "trigger")
     list_select_related = ("pool", "account", "number", "actor")
-    search_fields = ("reason", "pool__name", "account__name", "number__number")
+    search_fields = ("reason", "pool__name", "account__name")
+    phone_search_fields = ("number__number",)
     date_hierarchy = "created_at"
-    readonly_fields = (
-        "created_at",
+    fields = (
+        "created",
         "account",
         "pool",
-        "number",
-        "kind",
-        "trigger",
+        "phone",
+        "kind_label",
+        "trigger_label",
         "reason",
         "figures",
         "actor",
     )
+    readonly_fields = fields
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    @admin.display(ordering="created_at", description="when")
+    def created(self, event: ScalingEvent) -> str:
+        return self.time_cell(event, event.created_at)
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    @admin.display(ordering="kind", description="event")
+    def kind_label(self, event: ScalingEvent) -> str:
+        return short_label(EventKind, event.kind)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    @admin.display(ordering="trigger", description="trigger")
+    def trigger_label(self, event: ScalingEvent) -> str:
+        return short_label(Trigger, event.trigger)
+
+    @admin.display(ordering="number__number", description="number")
+    def phone(self, event: ScalingEvent) -> str:
+        return phone_cell(event.number.number) if event.number else "—"
 
 
 @admin.register(InventoryNumber)
-class InventoryNumberAdmin(admin.ModelAdmin):
-    list_display = ("number", "number_type", "area_code", "region", "monthly_cost", "sold_to", "sold_at")
+class InventoryNumberAdmin(AccountTimesMixin, PhoneSearchMixin, admin.ModelAdmin):
+    account_path = "sold_to"  # sold numbers show the buyer's zone; numbers for sale, UTC
+    list_display = ("phone", "number_type", "area_code", "region", "cost", "sold_to", "sold")
     list_filter = ("number_type", ("sold_to", admin.EmptyFieldListFilter))
     list_select_related = ("sold_to",)
     raw_id_fields = ("sold_to",)
-    search_fields = ("number", "area_code", "region")
+    search_fields = ("area_code", "region")
+    phone_search_fields = ("number",)
+
+    @admin.display(ordering="number", description="number")
+    def phone(self, number: InventoryNumber) -> str:
+        return phone_cell(number.number)
+
+    @admin.display(ordering="monthly_cost", description="monthly cost")
+    def cost(self, number: InventoryNumber) -> str:
+        return money(number.monthly_cost)
+
+    @admin.display(ordering="sold_at", description="sold")
+    def sold(self, number: InventoryNumber) -> str:
+        return self.time_cell(number, number.sold_at)

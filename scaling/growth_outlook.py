@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Count, Q
-from django.template.loader import render_to_string
 from django.utils import timezone
-from django.utils.safestring import SafeString
 
 from ringpools.choices import NumberRole, NumberState
 from ringpools.models import RingPool
@@ -103,9 +101,3 @@ def _outgrown_words(pool: RingPool, *, now: datetime, in_use: int, unpresented: 
         f"{unpresented} not shown to anyone in {UNPRESENTED_FOR.days} days. The month-end prune removes "
         "unused numbers (at most 20% a month, never below the minimum size)."
     )
-
-
-def growth_panel(*, pool: RingPool, now: datetime | None = None) -> SafeString:
-    """The "Next growth" panel of the pool's admin page."""
-    outlook = growth_outlook(pool=pool, now=now or timezone.now())
-    return render_to_string("admin/scaling/_growth_panel.html", {"outlook": outlook, "pool": pool})

@@ -44,7 +44,8 @@ def test_the_pool_page_shows_the_growth_it_just_made_and_when_the_next_is_allowe
         html = page(staff, pool)
 
     assert "Next growth" in html
-    assert "at 2026-11-26 15:05" in html  # the interval from the growth at 15:00:30
+    # The interval from the growth at 15:00:30 UTC, said in the account's zone (Los Angeles).
+    assert "at 2026-11-26 07:05" in html
     assert "Number added" in html and "same area code" in html
     assert "overflows_since_last_growth" in html and "Size 2 of at most 10" in html
 

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = {
     "DEBUG": "0",
     "SECRET_KEY": "a-long-random-production-secret-" + "x" * 40,
+    "RINGPOOL_ENCRYPTION_KEYS": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
     "ALLOWED_HOSTS": "ringpool.example.com",
     "DATABASE_URL": "sqlite:///:memory:",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
@@ -30,6 +31,7 @@ PRODUCTION = {
 def run(command: list[str], **env: str) -> subprocess.CompletedProcess:
     test_only = {
         "SECRET_KEY",
+        "RINGPOOL_ENCRYPTION_KEYS",
         "DEBUG",
         "DATABASE_URL",
         "SECURE_SSL_REDIRECT",

@@ -9,7 +9,7 @@ from django.db import transaction
 from accounts.choices import Role
 from accounts.models import Account, Membership, User
 from ringpools import phone
-from ringpools.choices import NumberType
+from ringpools.choices import NumberRole, NumberState, NumberType
 from ringpools.models import Campaign, DestinationNumber, RingPool
 from scaling.models import InventoryNumber
 from scaling.services import auto_scaling_settings_for, ringpool_create
@@ -129,11 +129,12 @@ class Command(BaseCommand):
         self.stdout.write(f"Logins (password for all: {DEMO_PASSWORD}):")
         for username, role, _ in PEOPLE:
             self.stdout.write(f"  {username:<6} {'staff account manager (admin)' if role is None else role}")
-        self.stdout.write("Pools (key, name, numbers):")
+        self.stdout.write("Pools (key, name, numbers in rotation + the overflow number):")
         for pool in RingPool.objects.filter(account=account).order_by("name"):
-            self.stdout.write(
-                f"  {pool.key:<18} {pool.name}  ({pool.numbers.filter(state='active').count()})"
-            )
+            active = pool.numbers.filter(state=NumberState.ACTIVE)
+            rotating = active.filter(role=NumberRole.ROTATING).count()
+            overflow = " + overflow number" if active.filter(role=NumberRole.OVERFLOW).exists() else ""
+            self.stdout.write(f"  {pool.key:<18} {pool.name}  ({rotating}{overflow})")
         self.stdout.write(
             f"Carrier inventory: {InventoryNumber.objects.filter(sold_to__isnull=True).count()} "
             "numbers for sale"
