@@ -172,15 +172,17 @@ def prune_decide(
     allowed = min(cap, above_minimum, len(unused))
     figures.update(unused=len(unused), cap=cap, above_minimum=above_minimum, removed=allowed)
     if above_minimum < cap:
-        held_back = PruneRule.MIN_SIZE, f"kept: the pool stays at its minimum size of {min_size}"
+        held_back = PruneRule.MIN_SIZE, f"the minimum size of {min_size}"
     else:
-        held_back = PruneRule.CAP, f"kept: at most {PRUNE_SHARE_PERCENT}% of {rotating} numbers ({cap}) go"
+        held_back = PruneRule.CAP, f"the {PRUNE_SHARE_PERCENT}% cap: {cap} of {rotating} may go"
     for position, number in enumerate(unused):
         _, reason = number_use_rule(number, now=now)
         if position < allowed:
             verdicts[number.id] = NumberVerdict(number, True, PruneRule.UNUSED, f"unused: {reason}")
         else:
-            verdicts[number.id] = NumberVerdict(number, False, held_back[0], f"{held_back[1]} ({reason})")
+            verdicts[number.id] = NumberVerdict(
+                number, False, held_back[0], f"held back by {held_back[1]} ({reason})"
+            )
     figures["cap_hit"] = len(unused) > allowed and held_back[0] == PruneRule.CAP
     figures["min_size_hit"] = len(unused) > allowed and held_back[0] == PruneRule.MIN_SIZE
 
@@ -193,7 +195,7 @@ def prune_decide(
     else:
         reason = f"removes {allowed} of {len(unused)} unused numbers"
         if len(unused) > allowed:
-            reason += f" ({held_back[1].removeprefix('kept: ')})"
+            reason += f" (held back by {held_back[1]})"
     # Longest-unused first (those that go, then those held back), then the protected ones.
     rank = {number.id: position for position, number in enumerate(unused)}
     ordered = sorted(verdicts.values(), key=lambda v: (rank.get(v.number.id, len(rank)), v.number.id))

@@ -69,7 +69,7 @@ def _number_use(row: Sequence[Any], now: datetime) -> NumberUse:
         acquired_at=acquired_at,
         last_presented_at=presented,
         last_called_at=called,
-        label=str(number),
+        label=number.as_national if number else "",
         monthly_cost=cost,
     )
 
@@ -182,7 +182,7 @@ def pools_due_for_prune(*, now: datetime) -> Iterator[tuple[date, QuerySet[RingP
     for month, names in sorted(zones.items()):
         decided = MonthlyPrune.objects.filter(pool=OuterRef("pk"), month=month)
         pools = applicable_pools().filter(account__timezone__in=names).exclude(Exists(decided))
-        yield month, _with_facts(pools).order_by("pk")
+        yield month, _with_facts(pools).order_by("account_id", "pk")
 
 
 def ringpools_prune(
