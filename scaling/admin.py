@@ -14,13 +14,14 @@ from simple_history.admin import SimpleHistoryAdmin
 from ringpools.admin import RingPoolAdmin
 from ringpools.admin_tools import LargeTableAdmin
 from ringpools.models import RingPool
+from scaling.admin_prune import PrunePreviewAdminMixin
 from scaling.models import AutoScalingSettings, InventoryNumber, ScalingEvent
 from scaling.selectors import pool_applicability, pools_with_applicability
 from scaling.services import POOL_SETTINGS, ringpool_create, ringpool_update
 
 
 @admin.register(RingPool)
-class ScalingRingPoolAdmin(RingPoolAdmin):
+class ScalingRingPoolAdmin(PrunePreviewAdminMixin, RingPoolAdmin):
     list_display = (*RingPoolAdmin.list_display, "auto_scaling", "last_scaling_event")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RingPool]:
