@@ -202,6 +202,7 @@ def numbers_release_begin(
         numbers = list(
             PromoNumber.objects.filter(pk__in=wanted, pool=pool, state=NumberState.ACTIVE)
             .select_for_update(of=("self",))
+            .only("pk", "role", "carrier_ref")  # a month-end prune removes thousands: no phone parsing
             .order_by("pk")
         )
         PromoNumber.objects.filter(pk__in=[n.pk for n in numbers]).update(state=NumberState.RELEASING)

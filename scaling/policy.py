@@ -83,6 +83,13 @@ class NumberUse:
     monthly_cost: Decimal = Decimal(0)
 
     @property
+    def display(self) -> str:
+        """The number as people read it, e.g. "(805) 555-0100" (formatted only where it is shown)."""
+        from ringpools.phone import display
+
+        return display(self.label) if self.label else ""
+
+    @property
     def last_used_at(self) -> datetime:
         """When it was last presented or called; a number never used has been idle since it came."""
         used = [at for at in (self.last_presented_at, self.last_called_at) if at is not None]

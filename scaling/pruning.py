@@ -23,7 +23,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import CharField, Exists, OuterRef, QuerySet
+from django.db.models.functions import Cast
 
 from accounts.models import Account, User
 from ringpools.choices import NumberRole, NumberState
@@ -54,9 +55,15 @@ _USE_FIELDS = (
     "acquired_at",
     "last_presented_at",
     "last_called_at",
-    "number",
+    "e164",
     "monthly_cost",
 )
+
+
+def _uses(numbers: QuerySet[PromoNumber]) -> QuerySet[PromoNumber]:
+    # The number as stored (E.164 text): parsing a million PhoneNumber objects would cost more than
+    # the whole prune; it is formatted for people only where it is shown.
+    return numbers.annotate(e164=Cast("number", output_field=CharField()))
 
 
 def _number_use(row: Sequence[Any], now: datetime) -> NumberUse:
@@ -69,7 +76,7 @@ def _number_use(row: Sequence[Any], now: datetime) -> NumberUse:
         acquired_at=acquired_at,
         last_presented_at=presented,
         last_called_at=called,
-        label=number.as_national if number else "",
+        label=number,
         monthly_cost=cost,
     )
 
@@ -114,7 +121,7 @@ def _plan_batch(batch: list[RingPool], now: datetime) -> Iterator[PoolPlan]:
         if record.month == current[record.pool_id]
     }
     rows = (
-        PromoNumber.objects.filter(pool_id__in=by_id, state=NumberState.ACTIVE)
+        _uses(PromoNumber.objects.filter(pool_id__in=by_id, state=NumberState.ACTIVE))
         .order_by("pool_id")
         .values_list(*_USE_FIELDS)
         .iterator(chunk_size=5000)
@@ -272,7 +279,11 @@ def _still_unused(pool: RingPool, planned: list[NumberVerdict], now: datetime) -
     if not planned:
         return []
     rows = (
-        PromoNumber.objects.filter(pk__in=[v.number.id for v in planned], pool=pool, state=NumberState.ACTIVE)
+        _uses(
+            PromoNumber.objects.filter(
+                pk__in=[v.number.id for v in planned], pool=pool, state=NumberState.ACTIVE
+            )
+        )
         .select_for_update(of=("self",))
         .order_by("pk")
         .values_list(*_USE_FIELDS)

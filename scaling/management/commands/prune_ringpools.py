@@ -137,7 +137,7 @@ def _decided_this_month(now: datetime) -> int:
 
 def _line(verdict: NumberVerdict) -> str:
     number = verdict.number
-    return f"{number.label:<16} {number.monthly_cost:>6.2f}/month  {verdict.reason}"
+    return f"{number.display:<16} {number.monthly_cost:>6.2f}/month  {verdict.reason}"
 
 
 def _instant(at: str | None) -> datetime:
