@@ -174,6 +174,7 @@ class MonthlyPrune(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     decided_at = models.DateTimeField()
+    run = models.UUIDField(editable=False, help_text="The run that decided it.")
 
     class Meta:
         ordering = ["-month", "pool_id"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -196,29 +196,46 @@ def numbers_release_begin(
     release order and a NUMBER_REMOVED event. Numbers no longer active are skipped. The carrier is
     called afterwards by `carrier_orders_run` (or by reconciliation), outside any transaction.
     """
+    return pools_numbers_release_begin(removals={pool: removals}, trigger=trigger, actor=actor, now=now)
+
+
+def pools_numbers_release_begin(
+    *,
+    removals: Mapping[RingPool, Sequence[Removal]],
+    trigger: str,
+    actor: User | None = None,
+    now: datetime | None = None,
+) -> list[CarrierOrder]:
+    """`numbers_release_begin` for several pools at once, in a constant number of statements (the
+    month-end prune removes numbers of thousands of pools)."""
     now = now or timezone.now()
-    wanted = {removal.number_id: removal for removal in removals}
+    pools = {pool.pk: pool for pool in removals}
+    wanted = {removal.number_id: (pool.pk, removal) for pool, items in removals.items() for removal in items}
+    if not wanted:
+        return []
     with transaction.atomic():
-        numbers = list(
-            PromoNumber.objects.filter(pk__in=wanted, pool=pool, state=NumberState.ACTIVE)
+        numbers = [
+            number
+            for number in PromoNumber.objects.filter(pk__in=wanted, state=NumberState.ACTIVE)
             .select_for_update(of=("self",))
-            .only("pk", "role", "carrier_ref")  # a month-end prune removes thousands: no phone parsing
+            .only("pk", "pool_id", "role", "carrier_ref")  # no phone parsing: a prune removes thousands
             .order_by("pk")
-        )
+            if number.pool_id == wanted[number.pk][0]
+        ]
         PromoNumber.objects.filter(pk__in=[n.pk for n in numbers]).update(state=NumberState.RELEASING)
         orders = CarrierOrder.objects.bulk_create(
             [
                 CarrierOrder(
                     kind=OrderKind.RELEASE,
-                    account_id=pool.account_id,
-                    pool=pool,
+                    account_id=pools[number.pool_id].account_id,
+                    pool_id=number.pool_id,
                     number=number,
                     role=number.role,
-                    request_id=new_request_id(pool.pk),
+                    request_id=new_request_id(number.pool_id),
                     carrier_ref=number.carrier_ref,
                     trigger=trigger,
-                    reason=wanted[number.pk].reason[:300],
-                    figures=wanted[number.pk].figures,
+                    reason=wanted[number.pk][1].reason[:300],
+                    figures=wanted[number.pk][1].figures,
                     actor=actor,
                     created_at=now,
                 )
@@ -228,13 +245,13 @@ def numbers_release_begin(
         ScalingEvent.objects.bulk_create(
             [
                 ScalingEvent(
-                    account_id=pool.account_id,
-                    pool=pool,
+                    account_id=order.account_id,
+                    pool_id=number.pool_id,
                     number=number,
                     kind=EventKind.NUMBER_REMOVED,
                     trigger=trigger,
-                    reason=wanted[number.pk].reason[:300],
-                    figures={**wanted[number.pk].figures, "request_id": order.request_id},
+                    reason=order.reason,
+                    figures={**order.figures, "request_id": order.request_id},
                     actor=actor,
                     created_at=now,
                 )

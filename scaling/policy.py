@@ -152,11 +152,21 @@ def number_use_rule(number: NumberUse, *, now: datetime) -> tuple[PruneRule, str
 
 
 def prune_decide(
-    *, now: datetime, min_size: int, last_overflow_at: datetime | None, numbers: Iterable[NumberUse]
+    *,
+    now: datetime,
+    min_size: int,
+    last_overflow_at: datetime | None,
+    numbers: Iterable[NumberUse],
+    rotating: int | None = None,
 ) -> PrunePlan:
-    """The month-end prune of one pool: `numbers` are its active numbers (rotating and overflow)."""
+    """The month-end prune of one pool: `numbers` are its active numbers (rotating and overflow).
+
+    A caller that only needs the removals may pass fewer numbers — any set that holds every unused
+    one — with `rotating`, the count of the pool's active rotating numbers: the decision is the same.
+    """
     numbers = list(numbers)
-    rotating = sum(1 for number in numbers if not number.is_overflow_number)
+    if rotating is None:
+        rotating = sum(1 for number in numbers if not number.is_overflow_number)
     figures: dict[str, Any] = {"rotating": rotating, "min_size": min_size}
     if last_overflow_at is not None and last_overflow_at >= now - PRUNE_OVERFLOW_WINDOW:
         reason = f"overflow presented {_days(now - last_overflow_at)} ago (within 30 days): no scale-down"

@@ -41,7 +41,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Month-end prune at {now.isoformat()} ({mode})")
         release = None if dry_run else (lambda orders: carrier_orders_run(orders=orders, now=now))
         already = _decided_this_month(now)
-        results = ringpools_prune(now=now, dry_run=dry_run, release=release)
+        results = ringpools_prune(now=now, dry_run=dry_run, release=release, complete=True)
         totals = self._report(results, dry_run=dry_run)
         self._closing(now, totals, already=already, dry_run=dry_run)
 
