@@ -235,7 +235,6 @@ def pools_numbers_release_begin(
                     carrier_ref=number.carrier_ref,
                     trigger=trigger,
                     reason=wanted[number.pk][1].reason[:300],
-                    figures=wanted[number.pk][1].figures,
                     actor=actor,
                     created_at=now,
                 )
@@ -251,7 +250,7 @@ def pools_numbers_release_begin(
                     kind=EventKind.NUMBER_REMOVED,
                     trigger=trigger,
                     reason=order.reason,
-                    figures={**order.figures, "request_id": order.request_id},
+                    figures={**wanted[number.pk][1].figures, "request_id": order.request_id},
                     actor=actor,
                     created_at=now,
                 )

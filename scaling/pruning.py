@@ -352,20 +352,16 @@ def _removal(verdict: NumberVerdict, figures: dict[str, Any], now: datetime) -> 
     return Removal(
         number.id,
         f"month-end prune: {verdict.reason}",
+        # The number's facts and the pool's limits; the pool's whole figures are on its MonthlyPrune.
         {
-            **figures,
+            "month": figures["month"],
             "rule": verdict.rule.value,
-            "last_presented_at": _iso(number.last_presented_at),
-            "last_called_at": _iso(number.last_called_at),
             "days_since_presented": _days_since(now, number.last_presented_at),
             "days_since_called": _days_since(now, number.last_called_at),
             "monthly_cost": str(number.monthly_cost),
+            **{key: figures[key] for key in ("rotating", "cap", "cap_hit", "min_size_hit")},
         },
     )
-
-
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at else None
 
 
 def _days_since(now: datetime, at: datetime | None) -> float | None:
