@@ -17,6 +17,7 @@ is held while the carrier answers.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -213,6 +214,8 @@ def pools_numbers_release_begin(
     wanted = {removal.number_id: (pool.pk, removal) for pool, items in removals.items() for removal in items}
     if not wanted:
         return []
+    if connection.vendor == "postgresql":
+        return _release_begin_postgres(wanted, trigger=trigger, actor=actor, now=now)
     with transaction.atomic():
         numbers = [
             number
@@ -258,6 +261,67 @@ def pools_numbers_release_begin(
             ]
         )
     return orders
+
+
+_N = PromoNumber._meta.db_table
+_O = CarrierOrder._meta.db_table
+_E = ScalingEvent._meta.db_table
+
+# `pools_numbers_release_begin` on PostgreSQL: the same rows as the ORM steps below it (numbers still
+# active become releasing; one pending release order and one NUMBER_REMOVED event each), written by
+# the server in one statement instead of one Python object per row.
+_RELEASE_BEGIN_SQL = f"""
+WITH wanted AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(pools)s::bigint[], %(reasons)s::text[], %(figures)s::jsonb[])
+        AS w(id, pool_id, reason, figures)
+), gone AS (
+    UPDATE {_N} n SET state = %(releasing)s
+    FROM wanted w
+    WHERE n.id = w.id AND n.pool_id = w.pool_id AND n.state = %(active)s
+    RETURNING n.id, n.pool_id, n.account_id, n.role, n.carrier_ref, w.reason, w.figures
+), orders AS (
+    INSERT INTO {_O} (kind, state, account_id, pool_id, number_id, role, request_id, offer, carrier_ref,
+                      trigger, reason, figures, actor_id, attempts, last_error, created_at)
+    SELECT %(release)s, %(pending)s, g.account_id, g.pool_id, g.id, g.role,
+           'ringpool-' || g.pool_id || '-' || left(replace(gen_random_uuid()::text, '-', ''), 20),
+           '{{}}'::jsonb, g.carrier_ref, %(trigger)s, g.reason, '{{}}'::jsonb, %(actor)s, 0, '', %(now)s
+    FROM gone g
+    RETURNING id, number_id, request_id
+), events AS (
+    INSERT INTO {_E} (account_id, pool_id, number_id, kind, trigger, reason, figures, actor_id, created_at)
+    SELECT g.account_id, g.pool_id, g.id, %(removed)s, %(trigger)s, g.reason,
+           g.figures || jsonb_build_object('request_id', o.request_id), %(actor)s, %(now)s
+    FROM gone g JOIN orders o ON o.number_id = g.id
+    RETURNING 1
+)
+SELECT o.id FROM orders o ORDER BY o.number_id
+"""
+
+
+def _release_begin_postgres(
+    wanted: dict[int, tuple[int, Removal]], *, trigger: str, actor: User | None, now: datetime
+) -> list[CarrierOrder]:
+    ids = sorted(wanted)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            _RELEASE_BEGIN_SQL,
+            {
+                "ids": ids,
+                "pools": [wanted[pk][0] for pk in ids],
+                "reasons": [wanted[pk][1].reason[:300] for pk in ids],
+                "figures": [json.dumps(wanted[pk][1].figures) for pk in ids],
+                "releasing": NumberState.RELEASING,
+                "active": NumberState.ACTIVE,
+                "release": OrderKind.RELEASE,
+                "pending": OrderState.PENDING,
+                "removed": EventKind.NUMBER_REMOVED,
+                "trigger": trigger,
+                "actor": actor.pk if actor else None,
+                "now": now,
+            },
+        )
+        order_ids = [row[0] for row in cursor.fetchall()]
+    return list(CarrierOrder.objects.filter(pk__in=order_ids).order_by("number_id"))
 
 
 def _release_order_create(*, number: PromoNumber, trigger: str, reason: str, now: datetime) -> CarrierOrder:
