@@ -286,7 +286,7 @@ WITH wanted AS (
            'ringpool-' || g.pool_id || '-' || left(replace(gen_random_uuid()::text, '-', ''), 20),
            '{{}}'::jsonb, g.carrier_ref, %(trigger)s, g.reason, '{{}}'::jsonb, %(actor)s, 0, '', %(now)s
     FROM gone g
-    RETURNING id, number_id, request_id
+    RETURNING id, number_id, pool_id, account_id, role, request_id, carrier_ref, reason
 ), events AS (
     INSERT INTO {_E} (account_id, pool_id, number_id, kind, trigger, reason, figures, actor_id, created_at)
     SELECT g.account_id, g.pool_id, g.id, %(removed)s, %(trigger)s, g.reason,
@@ -294,7 +294,8 @@ WITH wanted AS (
     FROM gone g JOIN orders o ON o.number_id = g.id
     RETURNING 1
 )
-SELECT o.id FROM orders o ORDER BY o.number_id
+SELECT o.id, o.number_id, o.pool_id, o.account_id, o.role, o.request_id, o.carrier_ref, o.reason
+FROM orders o ORDER BY o.number_id
 """
 
 
@@ -320,8 +321,26 @@ def _release_begin_postgres(
                 "now": now,
             },
         )
-        order_ids = [row[0] for row in cursor.fetchall()]
-    return list(CarrierOrder.objects.filter(pk__in=order_ids).order_by("number_id"))
+        rows = cursor.fetchall()
+    # The orders as written, without reading them back (thousands per batch in a month-end prune).
+    return [
+        CarrierOrder(
+            id=pk,
+            kind=OrderKind.RELEASE,
+            state=OrderState.PENDING,
+            number_id=number_id,
+            pool_id=pool_id,
+            account_id=account_id,
+            role=role,
+            request_id=request_id,
+            carrier_ref=carrier_ref,
+            trigger=trigger,
+            reason=reason,
+            actor=actor,
+            created_at=now,
+        )
+        for pk, number_id, pool_id, account_id, role, request_id, carrier_ref, reason in rows
+    ]
 
 
 def _release_order_create(*, number: PromoNumber, trigger: str, reason: str, now: datetime) -> CarrierOrder:

@@ -279,3 +279,17 @@ def test_the_bill_counts_held_numbers_now_and_forecasts_next_month_after_the_pru
     carrier_orders_reconcile(carrier=carrier, now=LAST_DAY + timedelta(hours=1))
     after = account_bill(account=pool.account, now=LAST_DAY)
     assert (after.held, after.held_cost, after.forecast_cost) == (9, Decimal("13.50"), Decimal("13.50"))
+
+
+def test_a_late_caller_to_a_number_released_by_the_prune_still_reaches_the_pool_s_destination(client):
+    from tests.test_webhook import call_form, post_signed
+
+    pool = make_pool(5, idle=5, account=factories.AccountFactory(carrier_auth_token="test-auth-token"))
+    [result] = run()
+    [gone] = result.removed
+    assert PromoNumber.objects.get(pk=gone.number.id).state == NumberState.RELEASED
+
+    with time_machine.travel(LAST_DAY + timedelta(minutes=10), tick=False):
+        response = post_signed(client, call_form(gone.number.label))
+    assert response.status_code == 200
+    assert f"<Dial>{pool.destination_number.number}</Dial>" in response.content.decode()
