@@ -5,9 +5,10 @@ cannot disagree: it streams the active numbers of a batch of pools (never every 
 hands each pool's facts to the pure rule `policy.prune_decide`.
 
 The real run (`ringpools_prune`) acts on a pool only on the last day of its account's local month,
-and once per pool and month: in one transaction it re-checks the planned numbers under row locks (a
-visitor may have been handed one since the plan was read), writes the pool's `MonthlyPrune` record
-(unique per pool and month) and takes the numbers out of rotation through the carrier outbox. The
+and once per pool and month: in one transaction per batch of pools it re-checks the planned numbers
+under row locks (a visitor may have been handed one since the plan was read), writes each pool's
+`MonthlyPrune` record (unique per pool and month; a pool another run decided meanwhile is left to
+it) and takes the numbers out of rotation through the carrier outbox. The
 carrier is called after the commit, outside any transaction; a run killed after the commit leaves
 pending release orders that the next run — or the outbox's reconciliation — sends, so the same plan
 is finished and no new one is drawn for that pool.
