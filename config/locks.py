@@ -29,3 +29,25 @@ def job_lock(key: JobLock) -> Iterator[bool]:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [int(key)])
             yield bool(cursor.fetchone()[0])
+
+
+@contextmanager
+def job_session_lock(key: JobLock) -> Iterator[bool]:
+    """The job's lock for a job made of many transactions (the prune commits pool by pool), or False
+    when another process has it.
+
+    PostgreSQL: `pg_try_advisory_lock`, held by the connection until the end of the block, or until
+    the connection dies with its process. SQLite: no lock (the jobs' own records keep them correct).
+    """
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [int(key)])
+        acquired = bool(cursor.fetchone()[0])
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [int(key)])

@@ -35,4 +35,20 @@ SCHEDULES: tuple[Schedule, ...] = (
         crontab={"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
         description="Adds numbers to pools that overflowed, at the account's pace (SPEC §6).",
     ),
+    Schedule(
+        # Celery's crontab has no "last day of the month", and accounts live in every time zone: the
+        # last local day of a month falls, in UTC, between day 27 (UTC+14) and day 1 (UTC-12). Hourly
+        # on those days; the task acts where it is the account's last local day, once per pool and
+        # month. `hour` stays "*": django-celery-beat skips numeric hours outside a window around now.
+        name="Prune RingPools at month end",
+        task="scaling.tasks.prune_ringpools",
+        crontab={
+            "minute": "15",
+            "hour": "*",
+            "day_of_week": "*",
+            "day_of_month": "1,27-31",
+            "month_of_year": "*",
+        },
+        description="Removes unused numbers on the last day of each month in each account's time zone.",
+    ),
 )

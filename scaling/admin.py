@@ -26,6 +26,7 @@ from ringpools.admin_tools import (
 )
 from ringpools.choices import NumberRole, NumberState
 from ringpools.models import RingPool
+from scaling.admin_prune import PrunePreviewAdminMixin
 from scaling.charts import pool_health_charts
 from scaling.choices import EventKind, Trigger
 from scaling.dashboard import pool_dashboard
@@ -36,7 +37,7 @@ from scaling.services import POOL_SETTINGS, ringpool_create, ringpool_update
 
 
 @admin.register(RingPool)
-class ScalingRingPoolAdmin(RingPoolAdmin):
+class ScalingRingPoolAdmin(PrunePreviewAdminMixin, RingPoolAdmin):
     """The pool list, and each pool's page as an audit dashboard above its settings."""
 
     list_display = (*RingPoolAdmin.list_display, "auto_scaling", "last_scaling_event")
@@ -69,6 +70,7 @@ class ScalingRingPoolAdmin(RingPoolAdmin):
             # the pool's latest events itself.
             with timezone.override(self.account_zone(obj)):  # its times in the account's zone
                 context["growth"] = growth_outlook(pool=obj, now=now, events=0)
+            context["prune_panel"] = self.prune_panel(obj)
             context["health_charts"] = pool_health_charts(pool=obj, now=now, days=7)
             context["currency"] = COST_CURRENCY
             context["numbers_list_url"] = (

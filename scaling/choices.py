@@ -43,3 +43,8 @@ class OrderState(models.TextChoices):
     PENDING = "pending", "Pending"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
+
+
+class PruneOutcome(models.TextChoices):
+    PRUNED = "pruned", "Numbers removed"
+    SKIPPED = "skipped", "Nothing removed"

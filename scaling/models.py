@@ -9,7 +9,7 @@ from simple_history.models import HistoricalRecords
 from accounts.models import Account
 from ringpools.choices import NumberRole, NumberType
 from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
-from scaling.choices import EventKind, GrowthMode, OrderKind, OrderState, Scope, Trigger
+from scaling.choices import EventKind, GrowthMode, OrderKind, OrderState, PruneOutcome, Scope, Trigger
 
 
 class AutoScalingSettings(models.Model):
@@ -198,6 +198,47 @@ class CarrierOrder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.request_id} ({self.get_state_display()})"
+
+
+class MonthlyPrune(models.Model):
+    """A pool's month-end prune, decided once per pool and month (the account's local month).
+
+    Written in the same transaction as the numbers it removes leave rotation, so a retry, a second
+    Beat or a manual run in the same month finds it and removes nothing more; the releases it queued
+    are finished by the outbox, whatever crashed when.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="monthly_prunes")
+    pool = models.ForeignKey(RingPool, on_delete=models.PROTECT, related_name="monthly_prunes")
+    month = models.DateField(help_text="First day of the month, in the account's time zone.")
+    outcome = models.CharField(max_length=10, choices=PruneOutcome.choices)
+    removed = models.PositiveIntegerField(default=0)
+    reason = models.CharField(max_length=300)
+    figures = models.JSONField(default=dict, blank=True)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.PRUNE)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField()
+    run = models.UUIDField(editable=False, help_text="The run that decided it.")
+
+    class Meta:
+        ordering = ["-month", "pool_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["pool", "month"], name="monthlyprune_once_per_pool_and_month"),
+            models.CheckConstraint(condition=Q(month__day=1), name="monthlyprune_month_is_first_day"),
+            models.CheckConstraint(
+                condition=Q(outcome__in=PruneOutcome.values), name="monthlyprune_outcome_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(outcome=PruneOutcome.PRUNED, removed__gt=0)
+                | Q(outcome=PruneOutcome.SKIPPED, removed=0),
+                name="monthlyprune_removed_matches_outcome",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pool} {self.month:%Y-%m}: {self.reason}"
 
 
 class InventoryNumber(models.Model):

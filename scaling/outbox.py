@@ -17,14 +17,15 @@ is held while the carrier answers.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -198,28 +199,47 @@ def numbers_release_begin(
     release order and a NUMBER_REMOVED event. Numbers no longer active are skipped. The carrier is
     called afterwards by `carrier_orders_run` (or by reconciliation), outside any transaction.
     """
+    return pools_numbers_release_begin(removals={pool: removals}, trigger=trigger, actor=actor, now=now)
+
+
+def pools_numbers_release_begin(
+    *,
+    removals: Mapping[RingPool, Sequence[Removal]],
+    trigger: str,
+    actor: User | None = None,
+    now: datetime | None = None,
+) -> list[CarrierOrder]:
+    """`numbers_release_begin` for several pools at once, in a constant number of statements (the
+    month-end prune removes numbers of thousands of pools)."""
     now = now or timezone.now()
-    wanted = {removal.number_id: removal for removal in removals}
+    pools = {pool.pk: pool for pool in removals}
+    wanted = {removal.number_id: (pool.pk, removal) for pool, items in removals.items() for removal in items}
+    if not wanted:
+        return []
+    if connection.vendor == "postgresql":
+        return _release_begin_postgres(wanted, trigger=trigger, actor=actor, now=now)
     with transaction.atomic():
-        numbers = list(
-            PromoNumber.objects.filter(pk__in=wanted, pool=pool, state=NumberState.ACTIVE)
+        numbers = [
+            number
+            for number in PromoNumber.objects.filter(pk__in=wanted, state=NumberState.ACTIVE)
             .select_for_update(of=("self",))
+            .only("pk", "pool_id", "role", "carrier_ref")  # no phone parsing: a prune removes thousands
             .order_by("pk")
-        )
+            if number.pool_id == wanted[number.pk][0]
+        ]
         PromoNumber.objects.filter(pk__in=[n.pk for n in numbers]).update(state=NumberState.RELEASING)
         orders = CarrierOrder.objects.bulk_create(
             [
                 CarrierOrder(
                     kind=OrderKind.RELEASE,
-                    account_id=pool.account_id,
-                    pool=pool,
+                    account_id=pools[number.pool_id].account_id,
+                    pool_id=number.pool_id,
                     number=number,
                     role=number.role,
-                    request_id=new_request_id(pool.pk),
+                    request_id=new_request_id(number.pool_id),
                     carrier_ref=number.carrier_ref,
                     trigger=trigger,
-                    reason=wanted[number.pk].reason[:300],
-                    figures=wanted[number.pk].figures,
+                    reason=wanted[number.pk][1].reason[:300],
                     actor=actor,
                     created_at=now,
                 )
@@ -229,13 +249,13 @@ def numbers_release_begin(
         ScalingEvent.objects.bulk_create(
             [
                 ScalingEvent(
-                    account_id=pool.account_id,
-                    pool=pool,
+                    account_id=order.account_id,
+                    pool_id=number.pool_id,
                     number=number,
                     kind=EventKind.NUMBER_REMOVED,
                     trigger=trigger,
-                    reason=wanted[number.pk].reason[:300],
-                    figures={**wanted[number.pk].figures, "request_id": order.request_id},
+                    reason=order.reason,
+                    figures={**wanted[number.pk][1].figures, "request_id": order.request_id},
                     actor=actor,
                     created_at=now,
                 )
@@ -243,6 +263,86 @@ def numbers_release_begin(
             ]
         )
     return orders
+
+
+_N = PromoNumber._meta.db_table
+_O = CarrierOrder._meta.db_table
+_E = ScalingEvent._meta.db_table
+
+# `pools_numbers_release_begin` on PostgreSQL: the same rows as the ORM steps below it (numbers still
+# active become releasing; one pending release order and one NUMBER_REMOVED event each), written by
+# the server in one statement instead of one Python object per row.
+_RELEASE_BEGIN_SQL = f"""
+WITH wanted AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(pools)s::bigint[], %(reasons)s::text[], %(figures)s::jsonb[])
+        AS w(id, pool_id, reason, figures)
+), gone AS (
+    UPDATE {_N} n SET state = %(releasing)s
+    FROM wanted w
+    WHERE n.id = w.id AND n.pool_id = w.pool_id AND n.state = %(active)s
+    RETURNING n.id, n.pool_id, n.account_id, n.role, n.carrier_ref, w.reason, w.figures
+), orders AS (
+    INSERT INTO {_O} (kind, state, account_id, pool_id, number_id, role, request_id, offer, carrier_ref,
+                      trigger, reason, figures, actor_id, attempts, last_error, created_at)
+    SELECT %(release)s, %(pending)s, g.account_id, g.pool_id, g.id, g.role,
+           'ringpool-' || g.pool_id || '-' || left(replace(gen_random_uuid()::text, '-', ''), 20),
+           '{{}}'::jsonb, g.carrier_ref, %(trigger)s, g.reason, '{{}}'::jsonb, %(actor)s, 0, '', %(now)s
+    FROM gone g
+    RETURNING id, number_id, pool_id, account_id, role, request_id, carrier_ref, reason
+), events AS (
+    INSERT INTO {_E} (account_id, pool_id, number_id, kind, trigger, reason, figures, actor_id, created_at)
+    SELECT g.account_id, g.pool_id, g.id, %(removed)s, %(trigger)s, g.reason,
+           g.figures || jsonb_build_object('request_id', o.request_id), %(actor)s, %(now)s
+    FROM gone g JOIN orders o ON o.number_id = g.id
+    RETURNING 1
+)
+SELECT o.id, o.number_id, o.pool_id, o.account_id, o.role, o.request_id, o.carrier_ref, o.reason
+FROM orders o ORDER BY o.number_id
+"""
+
+
+def _release_begin_postgres(
+    wanted: dict[int, tuple[int, Removal]], *, trigger: str, actor: User | None, now: datetime
+) -> list[CarrierOrder]:
+    ids = sorted(wanted)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            _RELEASE_BEGIN_SQL,
+            {
+                "ids": ids,
+                "pools": [wanted[pk][0] for pk in ids],
+                "reasons": [wanted[pk][1].reason[:300] for pk in ids],
+                "figures": [json.dumps(wanted[pk][1].figures) for pk in ids],
+                "releasing": NumberState.RELEASING,
+                "active": NumberState.ACTIVE,
+                "release": OrderKind.RELEASE,
+                "pending": OrderState.PENDING,
+                "removed": EventKind.NUMBER_REMOVED,
+                "trigger": trigger,
+                "actor": actor.pk if actor else None,
+                "now": now,
+            },
+        )
+        rows = cursor.fetchall()
+    # The orders as written, without reading them back (thousands per batch in a month-end prune).
+    return [
+        CarrierOrder(
+            id=pk,
+            kind=OrderKind.RELEASE,
+            state=OrderState.PENDING,
+            number_id=number_id,
+            pool_id=pool_id,
+            account_id=account_id,
+            role=role,
+            request_id=request_id,
+            carrier_ref=carrier_ref,
+            trigger=trigger,
+            reason=reason,
+            actor=actor,
+            created_at=now,
+        )
+        for pk, number_id, pool_id, account_id, role, request_id, carrier_ref, reason in rows
+    ]
 
 
 def _release_order_create(*, number: PromoNumber, trigger: str, reason: str, now: datetime) -> CarrierOrder:

@@ -259,3 +259,61 @@ def pool_number_remove(
     )
     carrier_orders_run(orders=orders, carrier=carrier)
     return PromoNumber.objects.get(pk=number.pk)
+
+
+# --- Pins: staff keep a number through month-end pruning -------------------------------------------
+
+
+@transaction.atomic
+def promo_number_pin(*, number: PromoNumber, actor: User, reason: str) -> PromoNumber:
+    """Pin a number of a pool so the month-end prune never removes it; who, when and why are kept."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("Say why the number is pinned.")
+    locked = PromoNumber.objects.select_for_update(of=("self",)).get(pk=number.pk)
+    if locked.pool_id is None or locked.state != NumberState.ACTIVE:
+        raise ValidationError("Only an active number of a pool can be pinned.")
+    before = {"pin_reason": locked.pin_reason, "pinned_by": locked.pinned_by_id}
+    now = timezone.now()
+    locked.pinned_at, locked.pinned_by, locked.pin_reason = now, actor, reason[:200]
+    locked._history_user = actor
+    locked.save(update_fields=["pinned_at", "pinned_by", "pin_reason"])
+    scaling_event_record(
+        pool=locked.pool,
+        number=locked,
+        kind=EventKind.NUMBER_PINNED,
+        trigger=Trigger.MANUAL,
+        actor=actor,
+        reason=f"pinned: {reason}"[:300],
+        figures={"before": before, "after": {"pin_reason": locked.pin_reason, "pinned_by": actor.pk}},
+    )
+    return locked
+
+
+@transaction.atomic
+def promo_number_unpin(*, number: PromoNumber, actor: User, reason: str) -> PromoNumber:
+    """Take a pin off: the number is again subject to the month-end prune."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("Say why the pin is taken off.")
+    locked = PromoNumber.objects.select_for_update(of=("self",)).get(pk=number.pk)
+    if locked.pinned_at is None:
+        return locked
+    before = {
+        "pinned_at": locked.pinned_at.isoformat(),
+        "pinned_by": locked.pinned_by_id,
+        "pin_reason": locked.pin_reason,
+    }
+    locked.pinned_at, locked.pinned_by, locked.pin_reason = None, None, ""
+    locked._history_user = actor
+    locked.save(update_fields=["pinned_at", "pinned_by", "pin_reason"])
+    scaling_event_record(
+        pool=locked.pool,
+        number=locked,
+        kind=EventKind.NUMBER_UNPINNED,
+        trigger=Trigger.MANUAL,
+        actor=actor,
+        reason=f"unpinned: {reason}"[:300],
+        figures={"before": before, "after": {}},
+    )
+    return locked

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from accounts.models import Account
+from scaling.billing import bills_for
+from scaling.choices import PruneOutcome
+from scaling.models import MonthlyPrune
+from scaling.outbox import carrier_orders_run
+from scaling.policy import NumberVerdict, PruneRule, prune_month
+from scaling.pruning import PoolPruneResult, ringpools_prune
+
+# Pools with more numbers than this list the numbers that stay as counts per reason (-v 2: all).
+LIST_ALL_UP_TO = 40
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the month-end prune as if the time were --at (default: now): on pools whose account is on "
+        "the last day of its month, in its time zone, remove unused numbers (SPEC §7). Prints, per pool, "
+        "what goes and what stays and why, and each account's bill. --dry-run changes nothing."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--at", help="ISO-8601 instant, e.g. 2026-11-30T20:00:00Z (default: now)")
+        parser.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+
+    def handle(self, *args: Any, at: str | None = None, dry_run: bool = False, **options: Any) -> None:
+        now = _instant(at)
+        self.verbose = options.get("verbosity", 1) >= 2
+        mode = "dry run: nothing is changed" if dry_run else "real run"
+        self.stdout.write(f"Month-end prune at {now.isoformat()} ({mode})")
+        release = None if dry_run else (lambda orders: carrier_orders_run(orders=orders, now=now))
+        already = _decided_this_month(now)
+        results = ringpools_prune(now=now, dry_run=dry_run, release=release, complete=True)
+        totals = self._report(results, dry_run=dry_run)
+        self._closing(now, totals, already=already, dry_run=dry_run)
+
+    def _report(self, results: Iterable[PoolPruneResult], *, dry_run: bool) -> Counter:
+        totals: Counter = Counter()
+        planned: dict[int, tuple[int, Decimal]] = {}
+        account: Account | None = None
+        for result in results:
+            plan = result.plan
+            if account is None or plan.pool.account_id != account.pk:
+                if account is not None:
+                    self._bill(account, planned if dry_run else {})
+                account = plan.pool.account
+                self.stdout.write("")
+                self.stdout.write(
+                    self.style.MIGRATE_HEADING(
+                        f"{account.name} ({account.timezone}; local date {plan.local_date:%A %d %B %Y}, "
+                        "the last day of the month)"
+                    )
+                )
+            self._pool(result, dry_run=dry_run)
+            cost = sum((v.number.monthly_cost for v in result.removed), Decimal(0))
+            count, total = planned.get(account.pk, (0, Decimal(0)))
+            planned[account.pk] = (count + len(result.removed), total + cost)
+            totals["pools"] += 1
+            totals["removed"] += len(result.removed)
+            totals["cost"] += cost
+        if account is not None:
+            self._bill(account, planned if dry_run else {})
+        return totals
+
+    def _pool(self, result: PoolPruneResult, *, dry_run: bool) -> None:
+        plan = result.plan
+        rotating = plan.plan.figures.get("rotating", 0)
+        if result.outcome == "already":
+            verdict = "already decided this month by another run"
+        elif result.outcome == PruneOutcome.PRUNED:
+            verdict = result.reason
+        else:
+            verdict = f"nothing removed: {result.reason}"
+        self.stdout.write(
+            f'  Pool "{plan.pool.name}" ({rotating} rotating, minimum {plan.pool.min_size}): {verdict}'
+        )
+        gone = "would go" if dry_run else "removed "
+        for removal in result.removed:
+            self.stdout.write(f"    {gone}  {_line(removal)}")
+        kept = [v for v in plan.plan.verdicts if v.number.id not in {r.number.id for r in result.removed}]
+        if self.verbose or len(kept) <= LIST_ALL_UP_TO:
+            for verdict in kept:
+                self.stdout.write(f"    stays     {_line(verdict)}")
+        elif kept:
+            reasons = Counter(PruneRule(v.rule).name.replace("_", " ").lower() for v in kept)
+            listed = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+            self.stdout.write(f"    stays     {len(kept)} numbers: {listed} (-v 2 lists them)")
+
+    def _bill(self, account: Account, planned: dict[int, tuple[int, Decimal]]) -> None:
+        bill = bills_for(account_ids=[account.pk], planned=planned)[account.pk]
+        self.stdout.write(f"  Bill: {bill}")
+
+    def _closing(self, now: datetime, totals: Counter, *, already: int, dry_run: bool) -> None:
+        self.stdout.write("")
+        waiting = [
+            f"{account.name} ({account.timezone}, local date {now.astimezone(account.timezone):%Y-%m-%d})"
+            for account in Account.objects.order_by("name")
+            if prune_month(now=now, tz=account.timezone) is None
+        ]
+        if waiting:
+            shown = ", ".join(waiting[:10]) + (f" and {len(waiting) - 10} more" if len(waiting) > 10 else "")
+            self.stdout.write(f"Not the last day of the month for: {shown}")
+        if already:
+            self.stdout.write(f"Pools whose prune was already decided this month, left alone: {already}")
+        verb = "would remove" if dry_run else "removed"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{totals['pools']} pools decided; {verb} {totals['removed']} numbers "
+                f"({totals['cost']:.2f}/month less from the next bill)"
+            )
+        )
+
+
+def _decided_this_month(now: datetime) -> int:
+    """Pools of accounts on their last day whose prune of this month was decided before."""
+    zones: dict[str, object] = {}
+    for name in Account.objects.order_by().values_list("timezone", flat=True).distinct():
+        month = prune_month(now=now, tz=ZoneInfo(str(name)))
+        if month is not None:
+            zones[str(name)] = month
+    return sum(
+        MonthlyPrune.objects.filter(pool__account__timezone=name, month=month).count()
+        for name, month in zones.items()
+    )
+
+
+def _line(verdict: NumberVerdict) -> str:
+    number = verdict.number
+    return f"{number.display:<16} {number.monthly_cost:>6.2f}/month  {verdict.reason}"
+
+
+def _instant(at: str | None) -> datetime:
+    if not at:
+        return timezone.now()
+    parsed = parse_datetime(at.replace("Z", "+00:00"))
+    if parsed is None:
+        raise CommandError(f"--at {at!r} is not an ISO-8601 date and time")
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
