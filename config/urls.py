@@ -8,6 +8,7 @@ admin.site.index_title = "Accounts, pools, numbers and scaling"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("accounts.urls")),
     path("", include("ringpools.urls")),
     path("", include("scaling.urls")),
     path("", RedirectView.as_view(pattern_name="demo-landing", permanent=False)),

@@ -1,0 +1,134 @@
+"""The figures behind a pool's health charts: hourly size, numbers in use, overflows, calls, events.
+
+Four queries whatever the length of the pool's history, each aggregated in the database or bounded by
+the pool's numbers: hourly figures summed per hour, the pool's numbers that overlap the window, the
+distinct leased numbers per hour, and growth / prune events counted per hour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncHour
+
+from ringpools.choices import NumberRole
+from ringpools.figures import hour_of
+from ringpools.models import Lease, PoolHourlyFigures, PromoNumber, RingPool
+from scaling.choices import EventKind, Trigger
+from scaling.models import ScalingEvent
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class HealthSeries:
+    hours: list[datetime]  # the start of each hour, UTC, oldest first; the last one is the current hour
+    size: list[int]  # rotating numbers in the pool at the end of the hour (or now, for the current hour)
+    in_use: list[int]  # distinct numbers held by a visitor at some moment of the hour
+    overflows: list[int]  # visitors shown the overflow or destination number
+    calls: list[int]
+    growth: list[int]  # numbers added by auto-scaling growth in the hour
+    prune: list[int]  # numbers removed by the month-end prune in the hour
+
+    @property
+    def total_overflows(self) -> int:
+        return sum(self.overflows)
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls)
+
+    @property
+    def peak_in_use(self) -> int:
+        return max(self.in_use, default=0)
+
+    @property
+    def current_size(self) -> int:
+        return self.size[-1] if self.size else 0
+
+
+def pool_health_series(*, pool: RingPool, now: datetime, days: int = 7) -> HealthSeries:
+    end = hour_of(now.astimezone(UTC)) + HOUR
+    hours = [end - HOUR * (days * 24 - i) for i in range(days * 24)]
+    start = hours[0]
+    index = {hour: i for i, hour in enumerate(hours)}
+    zeros = [0] * len(hours)
+
+    overflows, calls = list(zeros), list(zeros)
+    figures = (
+        PoolHourlyFigures.objects.filter(pool=pool, hour__gte=start, hour__lt=end)
+        .values("hour")
+        .annotate(overflows=Sum("overflows"), calls=Sum("calls"))
+        .order_by()
+    )
+    for row in figures:
+        i = index.get(row["hour"].astimezone(UTC))
+        if i is not None:
+            overflows[i], calls[i] = row["overflows"], row["calls"]
+
+    # Bounded by the pool's numbers (active ones and those released in the window), not its history.
+    spans = PromoNumber.objects.filter(pool=pool, role=NumberRole.ROTATING, acquired_at__lt=end).filter(
+        Q(released_at__isnull=True) | Q(released_at__gt=start)
+    )
+    spans = list(spans.values_list("acquired_at", "released_at"))
+    size = []
+    for hour in hours:
+        moment = min(hour + HOUR, now)
+        size.append(sum(1 for got, gone in spans if got <= moment and (gone is None or gone > moment)))
+
+    growth, prune = list(zeros), list(zeros)
+    events = (
+        ScalingEvent.objects.filter(pool=pool, created_at__gte=start, created_at__lt=end)
+        .filter(
+            Q(kind=EventKind.NUMBER_ADDED, trigger=Trigger.GROWTH)
+            | Q(kind=EventKind.NUMBER_REMOVED, trigger=Trigger.PRUNE)
+        )
+        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .values("hour", "kind")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    for row in events:
+        i = index.get(row["hour"].astimezone(UTC))
+        if i is not None:
+            (growth if row["kind"] == EventKind.NUMBER_ADDED else prune)[i] = row["count"]
+
+    return HealthSeries(
+        hours=hours,
+        size=size,
+        in_use=_numbers_in_use(pool=pool, hours=hours),
+        overflows=overflows,
+        calls=calls,
+        growth=growth,
+        prune=prune,
+    )
+
+
+def _numbers_in_use(*, pool: RingPool, hours: list[datetime]) -> list[int]:
+    """Distinct numbers leased at some moment of each hour, counted by the database in one query."""
+    lease = Lease._meta
+    column = {f.name: f.column for f in lease.fields}
+    adapt = connection.ops.adapt_datetimefield_value
+    rows = ", ".join(["(%s, %s, %s)"] * len(hours))
+    sql = (
+        f"WITH hours (position, hour_start, hour_end) AS (VALUES {rows}) "
+        f"SELECT hours.position, COUNT(DISTINCT held.{column['number']}) "
+        f"FROM hours JOIN {lease.db_table} held "
+        f"ON held.{column['started_at']} < hours.hour_end AND held.{column['expires_at']} > hours.hour_start "
+        f"WHERE held.{column['pool']} = %s "
+        f"AND held.{column['expires_at']} > %s AND held.{column['started_at']} < %s "
+        "GROUP BY hours.position"
+    )
+    params: list[object] = []
+    for position, hour in enumerate(hours):
+        params += [position, adapt(hour), adapt(hour + HOUR)]
+    params += [pool.pk, adapt(hours[0]), adapt(hours[-1] + HOUR)]
+    in_use = [0] * len(hours)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for position, count in cursor.fetchall():
+            in_use[position] = count
+    return in_use
