@@ -80,14 +80,21 @@ class AutoScalingSettingsForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if cleaned.get("scope") == Scope.ALL_CAMPAIGNS and "campaigns" in cleaned:
-            every = set(self.fields["campaigns"].queryset.values_list("pk", flat=True))
-            if {c.pk for c in cleaned["campaigns"]} != every:
-                # A campaign switch turned off while every campaign was in scope: the switches edit
-                # the selection underneath, so the scope narrows to the campaigns left on.
-                cleaned["scope"] = Scope.SELECTED_CAMPAIGNS
-                self.scope_narrowed = True
-            else:
-                # Every switch on under "all campaigns" says nothing about the list kept for later.
-                cleaned["campaigns"] = list(self.current.campaigns.all())
+        if "campaigns" not in cleaned:
+            return cleaned
+        every = set(self.fields["campaigns"].queryset.values_list("pk", flat=True))
+        all_on = {c.pk for c in cleaned["campaigns"]} == every
+        if cleaned.get("scope") == Scope.ALL_CAMPAIGNS and not all_on:
+            # A campaign switch turned off while every campaign was in scope: the switches edit
+            # the selection underneath, so the scope narrows to the campaigns left on.
+            cleaned["scope"] = Scope.SELECTED_CAMPAIGNS
+            self.scope_narrowed = True
+        elif (
+            cleaned.get("scope") != Scope.SELECTED_CAMPAIGNS
+            and all_on
+            and (self.current.scope == Scope.ALL_CAMPAIGNS)
+        ):
+            # The switches were drawn all on because every campaign was in scope, and nobody touched
+            # them: that says nothing about the list of campaigns kept for a later selective scope.
+            cleaned["campaigns"] = list(self.current.campaigns.all())
         return cleaned
