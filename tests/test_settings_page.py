@@ -333,3 +333,16 @@ def test_a_person_without_any_account_is_told_so(db):
     loner = signed_in(factories.UserFactory(username="loner"))
     response = loner.get(PAGE)
     assert response.status_code == 403 and "not a member of any account" in response.content.decode()
+
+
+def test_staff_find_the_same_history_in_admin(acme):
+    alice = signed_in(person(acme, Role.SUPER_USER, "alice"))
+    alice.post(PAGE, form_data(alice, include_overflow_number=None))
+    sam = signed_in(factories.StaffFactory(username="sam"))
+    settings = AutoScalingSettings.objects.get(account=acme)
+    page = sam.get(reverse("admin:scaling_autoscalingsettings_history", args=[settings.pk]))
+    assert page.status_code == 200
+    newest = page.context["page_obj"].object_list[0]
+    assert newest.history_user.username == "alice" and newest.include_overflow_number is False
+    text = page.content.decode()
+    assert "alice" in text and "Include an overflow number in each new RingPool" in text
