@@ -108,24 +108,52 @@ def pool_health_series(*, pool: RingPool, now: datetime, days: int = 7) -> Healt
 
 
 def _numbers_in_use(*, pool: RingPool, hours: list[datetime]) -> list[int]:
-    """Distinct numbers leased at some moment of each hour, counted by the database in one query."""
+    """Distinct numbers leased at some moment of each hour, counted by the database in one query.
+
+    A lease [started_at, expires_at) counts in every hour it overlaps. PostgreSQL expands each lease
+    into its hours (generate_series), which stays linear in the leases of the window; other databases
+    join the leases to a list of the window's hours. The same tests hold both to the same answers.
+    """
     lease = Lease._meta
     column = {f.name: f.column for f in lease.fields}
+    number, started, expires = column["number"], column["started_at"], column["expires_at"]
     adapt = connection.ops.adapt_datetimefield_value
+    start, end = hours[0], hours[-1] + HOUR
+    in_window = (
+        f"FROM {lease.db_table} held WHERE held.{column['pool']} = %s "
+        f"AND held.{expires} > %s AND held.{started} < %s"
+    )
+    window_params: list[object] = [pool.pk, adapt(start), adapt(end)]
+    if connection.vendor == "postgresql":
+        # The session time zone is UTC (Django sets it), so date_trunc cuts UTC hours.
+        sql = (
+            "SELECT covered.hour, COUNT(DISTINCT covered.number_id) FROM ("
+            f"SELECT held.{number} AS number_id, generate_series("
+            f"date_trunc('hour', GREATEST(held.{started}, %s)), "
+            f"LEAST(held.{expires}, %s) - interval '1 microsecond', interval '1 hour') AS hour "
+            f"{in_window}) covered GROUP BY covered.hour"
+        )
+        params = [adapt(start), adapt(end), *window_params]
+        index = {hour: i for i, hour in enumerate(hours)}
+        in_use = [0] * len(hours)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            for hour, count in cursor.fetchall():
+                in_use[index[hour.astimezone(UTC)]] = count
+        return in_use
     rows = ", ".join(["(%s, %s, %s)"] * len(hours))
     sql = (
         f"WITH hours (position, hour_start, hour_end) AS (VALUES {rows}) "
-        f"SELECT hours.position, COUNT(DISTINCT held.{column['number']}) "
+        f"SELECT hours.position, COUNT(DISTINCT held.{number}) "
         f"FROM hours JOIN {lease.db_table} held "
-        f"ON held.{column['started_at']} < hours.hour_end AND held.{column['expires_at']} > hours.hour_start "
-        f"WHERE held.{column['pool']} = %s "
-        f"AND held.{column['expires_at']} > %s AND held.{column['started_at']} < %s "
+        f"ON held.{started} < hours.hour_end AND held.{expires} > hours.hour_start "
+        f"WHERE held.{column['pool']} = %s AND held.{expires} > %s AND held.{started} < %s "
         "GROUP BY hours.position"
     )
-    params: list[object] = []
+    params = []
     for position, hour in enumerate(hours):
         params += [position, adapt(hour), adapt(hour + HOUR)]
-    params += [pool.pk, adapt(hours[0]), adapt(hours[-1] + HOUR)]
+    params += window_params
     in_use = [0] * len(hours)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
