@@ -1,6 +1,6 @@
 """Benchmark of the pool health charts: a pool with a year of history against one with a week.
 
-    python bench/pool_health.py [--days-of-history 365] [--leases-per-hour 20] [--pools 20] [--runs 15]
+    python bench/pool_health.py [--days-of-history 365] [--leases-per-hour 20] [--pools 5] [--runs 15]
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/dev_settings_bench —
 the database is dropped and re-created). Seeds `--pools` pools with a year of hourly figures (8 shard
@@ -27,7 +27,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days-of-history", type=int, default=365)
     parser.add_argument("--leases-per-hour", type=int, default=20)
-    parser.add_argument("--pools", type=int, default=20, help="pools with the long history (table size)")
+    parser.add_argument("--pools", type=int, default=5, help="pools with the long history (table size)")
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dev_settings_bench")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncHour
 
@@ -110,37 +110,18 @@ def pool_health_series(*, pool: RingPool, now: datetime, days: int = 7) -> Healt
 def _numbers_in_use(*, pool: RingPool, hours: list[datetime]) -> list[int]:
     """Distinct numbers leased at some moment of each hour, counted by the database in one query.
 
-    A lease [started_at, expires_at) counts in every hour it overlaps. PostgreSQL expands each lease
-    into its hours (generate_series), which stays linear in the leases of the window; other databases
-    join the leases to a list of the window's hours. The same tests hold both to the same answers.
+    A lease [started_at, expires_at) counts in every hour it overlaps. Other databases than
+    PostgreSQL join the leases to a list of the window's hours; the same tests hold both to the same
+    answers.
     """
     lease = Lease._meta
     column = {f.name: f.column for f in lease.fields}
     number, started, expires = column["number"], column["started_at"], column["expires_at"]
     adapt = connection.ops.adapt_datetimefield_value
     start, end = hours[0], hours[-1] + HOUR
-    in_window = (
-        f"FROM {lease.db_table} held WHERE held.{column['pool']} = %s "
-        f"AND held.{expires} > %s AND held.{started} < %s"
-    )
     window_params: list[object] = [pool.pk, adapt(start), adapt(end)]
     if connection.vendor == "postgresql":
-        # The session time zone is UTC (Django sets it), so date_trunc cuts UTC hours.
-        sql = (
-            "SELECT covered.hour, COUNT(DISTINCT covered.number_id) FROM ("
-            f"SELECT held.{number} AS number_id, generate_series("
-            f"date_trunc('hour', GREATEST(held.{started}, %s)), "
-            f"LEAST(held.{expires}, %s) - interval '1 microsecond', interval '1 hour') AS hour "
-            f"{in_window}) covered GROUP BY covered.hour"
-        )
-        params = [adapt(start), adapt(end), *window_params]
-        index = {hour: i for i, hour in enumerate(hours)}
-        in_use = [0] * len(hours)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            for hour, count in cursor.fetchall():
-                in_use[index[hour.astimezone(UTC)]] = count
-        return in_use
+        return _numbers_in_use_postgresql(pool=pool, hours=hours)
     rows = ", ".join(["(%s, %s, %s)"] * len(hours))
     sql = (
         f"WITH hours (position, hour_start, hour_end) AS (VALUES {rows}) "
@@ -159,4 +140,62 @@ def _numbers_in_use(*, pool: RingPool, hours: list[datetime]) -> list[int]:
         cursor.execute(sql, params)
         for position, count in cursor.fetchall():
             in_use[position] = count
+    return in_use
+
+
+def _numbers_in_use_postgresql(*, pool: RingPool, hours: list[datetime]) -> list[int]:
+    """The same count, reading only the window's leases whatever the pool's history.
+
+    The leases are found through the (number, started_at) index (a number's leases are all of its
+    pool's): those begun in the window, plus, per
+    number, the last one begun before it. No other lease can reach into the window, because a number's
+    leases never overlap (the lease_no_overlap exclusion constraint). Each lease is then expanded into
+    the hours it covers (generate_series), which stays linear in the window's leases.
+    """
+    lease, number = Lease._meta, PromoNumber._meta
+    column = {f.name: f.column for f in lease.fields}
+    pool_column = number.get_field("pool").column
+    started, expires, number_id = column["started_at"], column["expires_at"], column["number"]
+    sql = f"""
+        WITH pool_numbers AS (SELECT id FROM {number.db_table} WHERE {pool_column} = %(pool)s),
+        held AS (
+            -- Per number (a lateral join: one range scan of the index each), not one scan of all leases.
+            SELECT begun.number_id, begun.started, begun.expires
+            FROM pool_numbers CROSS JOIN LATERAL (
+                SELECT lease.{number_id} AS number_id, lease.{started} AS started, lease.{expires} AS expires
+                FROM {lease.db_table} lease
+                WHERE lease.{number_id} = pool_numbers.id
+                  AND lease.{started} >= %(start)s AND lease.{started} < %(end)s
+            ) begun
+            UNION ALL
+            SELECT earlier.number_id, earlier.started, earlier.expires
+            FROM pool_numbers CROSS JOIN LATERAL (
+                SELECT lease.{number_id} AS number_id, lease.{started} AS started,
+                       lease.{expires} AS expires, lease.{column["pool"]} AS pool_id
+                FROM {lease.db_table} lease
+                WHERE lease.{number_id} = pool_numbers.id AND lease.{started} < %(start)s
+                ORDER BY lease.{started} DESC LIMIT 1
+            ) earlier
+            WHERE earlier.expires > %(start)s AND earlier.pool_id = %(pool)s
+        )
+        -- The session time zone is UTC (Django sets it), so date_trunc cuts UTC hours.
+        SELECT covered.hour, COUNT(DISTINCT covered.number_id) FROM (
+            SELECT number_id, generate_series(
+                date_trunc('hour', GREATEST(started, %(start)s)),
+                LEAST(expires, %(end)s) - interval '1 microsecond',
+                interval '1 hour'
+            ) AS hour
+            FROM held
+        ) covered
+        GROUP BY covered.hour
+    """
+    index = {hour: i for i, hour in enumerate(hours)}
+    in_use = [0] * len(hours)
+    with transaction.atomic(), connection.cursor() as cursor:
+        # generate_series is estimated at 1,000 rows per lease, so the plan looks costly enough for
+        # PostgreSQL to compile it (JIT): measured 0.33 s of compiling for 0.03 s of work.
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(sql, {"pool": pool.pk, "start": hours[0], "end": hours[-1] + HOUR})
+        for hour, count in cursor.fetchall():
+            in_use[index[hour.astimezone(UTC)]] = count
     return in_use
