@@ -32,7 +32,9 @@ class AutoScalingSettingsForm(forms.Form):
         queryset=DestinationNumber.objects.none(), required=False, widget=forms.CheckboxSelectMultiple
     )
     # When the form was drawn: saving over a newer change is refused (see the service).
-    seen_updated_at = forms.CharField(widget=forms.HiddenInput, required=False)
+    seen_updated_at = forms.CharField(
+        widget=forms.HiddenInput, error_messages={"required": "This form is damaged; reload the page."}
+    )
 
     def __init__(self, *args: Any, account: Account, current: AutoScalingSettings, **kwargs: Any) -> None:
         campaigns = Campaign.objects.filter(account=account).order_by("name")
@@ -69,10 +71,8 @@ class AutoScalingSettingsForm(forms.Form):
             "destination_numbers"
         ].error_messages["invalid_choice"]
 
-    def clean_seen_updated_at(self) -> datetime | None:
+    def clean_seen_updated_at(self) -> datetime:
         value = self.cleaned_data["seen_updated_at"]
-        if not value:
-            return None
         try:
             return datetime.fromisoformat(value)
         except ValueError:

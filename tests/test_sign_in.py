@@ -158,3 +158,20 @@ def test_a_reset_for_an_unknown_address_sends_nothing_and_says_the_same(alice):
     response = Client().post(reverse("password_reset"), {"email": "nobody@example.com"}, follow=True)
     assert "If a login uses that address" in response.content.decode()
     assert mail.outbox == []
+
+
+def test_every_other_form_of_the_customer_area_is_refused_without_its_csrf_token(alice):
+    globex = factories.AccountFactory(name="Globex")
+    factories.MembershipFactory(user=alice, account=globex, role=Role.MEMBER)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    client.get("/settings/")
+    chosen = client.session["ringpool_account_id"]
+    other = globex.pk if chosen != globex.pk else alice.memberships.exclude(account=globex).get().account_id
+
+    assert client.post(reverse("account-switch"), {"account": other}).status_code == 403
+    assert client.session["ringpool_account_id"] == chosen
+    assert client.post(reverse("password_reset"), {"email": "alice@example.com"}).status_code == 403
+    assert mail.outbox == []
+    assert client.post(reverse("account-logout")).status_code == 403
+    assert client.get("/settings/").status_code == 200  # still signed in
