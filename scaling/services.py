@@ -292,7 +292,8 @@ def pool_number_remove(
     carrier: Carrier | None = None,
 ) -> PromoNumber:
     """Take a number out of service and release it to the carrier, so it stops counting in the bill."""
-    locked = PromoNumber.objects.select_for_update().select_related("pool").get(pk=number.pk)
+    # Lock the number only: PostgreSQL refuses FOR UPDATE on the nullable side of the join to its pool.
+    locked = PromoNumber.objects.select_for_update(of=("self",)).select_related("pool").get(pk=number.pk)
     if locked.state == NumberState.RELEASED:
         return locked
     locked.state = NumberState.RELEASED
