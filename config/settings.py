@@ -172,7 +172,7 @@ PASSWORD_RESET_TIMEOUT = 3 * 3600
 # The pair (username, client address): a guesser is stopped after AXES_FAILURE_LIMIT tries, and a
 # stranger cannot lock a person out from another address.
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "accounts.backends.SignInThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("SIGN_IN_FAILURE_LIMIT", default=5)

@@ -275,6 +275,15 @@ def test_an_unknown_scope_is_refused(acme):
     assert snapshot(acme) == before
 
 
+def test_a_form_without_its_timestamp_is_refused(acme):
+    alice = signed_in(person(acme, Role.SUPER_USER, "alice"))
+    before = snapshot(acme)
+    response = alice.post(PAGE, form_data(alice, seen_updated_at=None, include_overflow_number=None))
+    assert response.status_code == 400
+    assert "This form is damaged; reload the page." in response.content.decode()
+    assert snapshot(acme) == before
+
+
 def test_a_stale_form_is_refused_after_someone_else_saved(acme):
     alice = signed_in(person(acme, Role.SUPER_USER, "alice"))
     bob = signed_in(person(acme, Role.SUPER_USER, "bob"))

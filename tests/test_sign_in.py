@@ -175,3 +175,11 @@ def test_every_other_form_of_the_customer_area_is_refused_without_its_csrf_token
     assert mail.outbox == []
     assert client.post(reverse("account-logout")).status_code == 403
     assert client.get("/settings/").status_code == 200  # still signed in
+
+
+def test_the_test_clients_login_still_works_next_to_the_throttle(alice):
+    # Sign-ins without a request (no address to throttle) pass to the password check as before.
+    client = Client()
+    assert client.login(username="alice", password=PASSWORD)
+    assert client.get("/settings/").status_code == 200
+    assert not Client().login(username="alice", password="wrong")
