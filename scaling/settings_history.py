@@ -54,23 +54,12 @@ def settings_history(*, account: Account, limit: int = 20) -> list[HistoryEntry]
         .order_by("-history_date", "-history_id")[: limit + 1]
     )
     ids = [r.history_id for r in records]
+    # The selections each record saw, from simple-history's snapshot tables (one query each).
     selections: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for name, related, label_of in (
-        ("campaigns", "campaign", lambda row: row["campaign__name"]),
-        ("destination_numbers", "destinationnumber", _destination_label),
-    ):
-        rows_model = _History._meta.get_field(f"historicalautoscalingsettings_{name}").related_model
-        fields = (
-            ("history_id", f"{related}__name")
-            if related == "campaign"
-            else (
-                "history_id",
-                "destinationnumber__label",
-                "destinationnumber__number",
-            )
-        )
-        for row in rows_model.objects.filter(history_id__in=ids).values(*fields):
-            selections[(name, row["history_id"])].append(label_of(row))
+    for name, related in (("campaigns", "campaign"), ("destination_numbers", "destinationnumber")):
+        rows = _History._meta.get_field(f"historicalautoscalingsettings_{name}").related_model.objects
+        for row in rows.filter(history_id__in=ids).select_related(related):
+            selections[(name, row.history_id)].append(str(getattr(row, related)))
     entries = []
     for newer, older in zip(records, [*records[1:], None], strict=True):
         if older is None and len(records) > limit:
@@ -88,15 +77,6 @@ def settings_history(*, account: Account, limit: int = 20) -> list[HistoryEntry]
         if changes:
             entries.append(HistoryEntry(newer.history_date, newer.history_user, False, changes))
     return entries
-
-
-def _destination_label(row: dict[str, Any]) -> str:
-    from phonenumber_field.phonenumber import to_python
-
-    number = to_python(row["destinationnumber__number"])
-    national = number.as_national if number else str(row["destinationnumber__number"])
-    label = row["destinationnumber__label"]
-    return f"{label} {national}" if label else national
 
 
 def _snapshot(record: Any, selections: dict[tuple[str, int], list[str]]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.access import SESSION_KEY
@@ -355,3 +357,22 @@ def test_staff_find_the_same_history_in_admin(acme):
     assert newest.history_user.username == "alice" and newest.include_overflow_number is False
     text = page.content.decode()
     assert "alice" in text and "Include an overflow number in each new RingPool" in text
+
+
+def test_the_page_takes_as_many_queries_for_many_campaigns_and_changes_as_for_few(acme):
+    alice = signed_in(person(acme, Role.SUPER_USER, "alice"))
+    alice.get(PAGE)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert alice.get(PAGE).status_code == 200
+        return len(captured)
+
+    few = queries()
+    for n in range(8):
+        campaign = factories.CampaignFactory(account=acme, name=f"Extra {n}")
+        factories.RingPoolFactory(
+            account=acme, campaign=campaign, destination_number=acme.destination_numbers.get()
+        )
+        alice.post(PAGE, form_data(alice, include_overflow_number=None if n % 2 == 0 else "on"))
+    assert queries() == few
