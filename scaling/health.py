@@ -73,11 +73,21 @@ def pool_health_series(*, pool: RingPool, now: datetime, days: int = 7) -> Healt
     spans = PromoNumber.objects.filter(pool=pool, role=NumberRole.ROTATING, acquired_at__lt=end).filter(
         Q(released_at__isnull=True) | Q(released_at__gt=start)
     )
-    spans = list(spans.values_list("acquired_at", "released_at"))
-    size = []
+    # One sweep over acquisitions and releases in time order: at each hour's end, a number counts
+    # when it was acquired by then and not yet released.
+    changes = []
+    for got, gone in spans.values_list("acquired_at", "released_at"):
+        changes.append((got, 1))
+        if gone is not None:
+            changes.append((gone, -1))
+    changes.sort()
+    size, held, applied = [], 0, 0
     for hour in hours:
         moment = min(hour + HOUR, now)
-        size.append(sum(1 for got, gone in spans if got <= moment and (gone is None or gone > moment)))
+        while applied < len(changes) and changes[applied][0] <= moment:
+            held += changes[applied][1]
+            applied += 1
+        size.append(held)
 
     growth, prune = list(zeros), list(zeros)
     events = (
@@ -166,6 +176,7 @@ def _numbers_in_use_postgresql(*, pool: RingPool, hours: list[datetime]) -> list
                 FROM {lease.db_table} lease
                 WHERE lease.{number_id} = pool_numbers.id
                   AND lease.{started} >= %(start)s AND lease.{started} < %(end)s
+                OFFSET 0  -- keeps the per-number index scan: flattened, it became a scan of every lease
             ) begun
             UNION ALL
             SELECT earlier.number_id, earlier.started, earlier.expires
