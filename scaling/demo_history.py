@@ -50,6 +50,7 @@ class Story:
 
     rush_days_ago: int | None = None  # a rush from 10:00 to 12:00 local time, this many days ago
     prune_one: bool = False  # the last day of last month, one never-used number was pruned
+    traffic: float = 1.0  # share of the usual visitors: a quiet pool looks too big
 
 
 def history_start(now: datetime) -> datetime:
@@ -75,9 +76,11 @@ def demo_history_write(*, pool: RingPool, story: Story, now: datetime) -> None:
             numbers = _usable_numbers(pool, idle)
         local = hour.astimezone(tz)
         rush = story.rush_days_ago is not None and _in_rush(local, now.astimezone(tz), story.rush_days_ago)
-        share = 1.0 if rush else DAY_CURVE[local.hour] * (0.8 if local.weekday() >= 5 else 1.0)
-        busy = min(len(numbers), round(share * len(numbers) + rng.uniform(-0.6, 0.6)))
-        for number in rng.sample(numbers, max(busy, 0)):
+        share = (
+            1.0 if rush else DAY_CURVE[local.hour] * story.traffic * (0.8 if local.weekday() >= 5 else 1.0)
+        )
+        busy = max(0, min(len(numbers), round(share * len(numbers) + rng.uniform(-0.6, 0.6))))
+        for number in rng.sample(numbers, busy):
             started = hour + timedelta(minutes=rng.randint(0, 20))
             leases.append(
                 Lease(

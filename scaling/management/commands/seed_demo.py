@@ -30,7 +30,7 @@ ORIGINS = ["http://127.0.0.1:8000", "http://localhost:8000"]
 # What the pool health charts of each demo pool show (scaling/demo_history.py).
 STORIES = {
     "rp_demo_local": Story(rush_days_ago=3),  # a rush, overflow, and growth absorbing it
-    "rp_demo_sf": Story(),  # quiet: looks too big
+    "rp_demo_sf": Story(traffic=0.3),  # quiet: looks too big
     "rp_demo_tollfree": Story(prune_one=True),  # one idle number pruned at last month's end
 }
 POOLS = (
