@@ -162,9 +162,10 @@ RINGPOOL_LATE_CALL_GRACE_SECONDS = env.int("RINGPOOL_LATE_CALL_GRACE_SECONDS", d
 LOGIN_URL = "account-login"
 LOGIN_REDIRECT_URL = "settings-index"
 LOGOUT_REDIRECT_URL = "account-login"
-# Password-reset mail. Demo and development: printed on the console. Production: EMAIL_URL, e.g.
-# smtp+tls://user:password@smtp.example.com:587 (django-environ's email URL).
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+# Password-reset mail. Development and demo: printed on the console. Production: EMAIL_URL, e.g.
+# smtp+tls://user:password@smtp.example.com:587 (django-environ's email URL); without it mail is dropped
+# (reset links must not end up in logs) and `check --deploy` warns.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "dummymail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="RingPool <no-reply@localhost>")
 PASSWORD_RESET_TIMEOUT = 3 * 3600

@@ -183,3 +183,14 @@ def test_the_test_clients_login_still_works_next_to_the_throttle(alice):
     assert client.login(username="alice", password=PASSWORD)
     assert client.get("/settings/").status_code == 200
     assert not Client().login(username="alice", password="wrong")
+
+
+def test_the_deploy_check_warns_when_password_reset_mail_goes_nowhere(settings):
+    from django.core import checks
+
+    settings.DEBUG = False
+    settings.EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
+    found = [m.id for m in checks.run_checks(include_deployment_checks=True)]
+    assert "accounts.W001" in found
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    assert "accounts.W001" not in [m.id for m in checks.run_checks(include_deployment_checks=True)]
