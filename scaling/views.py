@@ -44,7 +44,15 @@ def auto_scaling_settings(request: HttpRequest) -> HttpResponse:
         if not access.can_edit:
             raise PermissionDenied("Only the account's super users change these settings.")
         form = AutoScalingSettingsForm(request.POST, account=access.account, current=current)
-        if form.is_valid():
+        if request.POST.get("account") != str(access.account.pk):
+            # The form was drawn for another account (switched in another tab): never apply it here.
+            messages.error(
+                request,
+                f"This form was opened for another account; you are now looking at {access.account.name}. "
+                "Nothing was changed.",
+            )
+            form, status = AutoScalingSettingsForm(account=access.account, current=current), 409
+        elif form.is_valid():
             try:
                 result = auto_scaling_settings_update(
                     account=access.account,

@@ -62,12 +62,22 @@ def test_of_two_super_users_saving_forms_drawn_at_once_exactly_one_wins_each_tim
         seen = settings.updated_at.isoformat()
         # Each form changes something whatever the state: Alice flips the overflow default and picks
         # one campaign, Bob flips the auto-scaling default and keeps every campaign.
-        alices = {"seen_updated_at": seen, "scope": Scope.SELECTED_CAMPAIGNS, "campaigns": [spring.pk]}
+        alices = {
+            "account": account.pk,
+            "seen_updated_at": seen,
+            "scope": Scope.SELECTED_CAMPAIGNS,
+            "campaigns": [spring.pk],
+        }
         if not settings.include_overflow_number:
             alices["include_overflow_number"] = "on"
         if settings.enable_for_new_pools:
             alices["enable_for_new_pools"] = "on"
-        bobs = {"seen_updated_at": seen, "scope": Scope.ALL_CAMPAIGNS, "campaigns": campaigns}
+        bobs = {
+            "account": account.pk,
+            "seen_updated_at": seen,
+            "scope": Scope.ALL_CAMPAIGNS,
+            "campaigns": campaigns,
+        }
         if not settings.enable_for_new_pools:
             bobs["enable_for_new_pools"] = "on"
         if settings.include_overflow_number:

@@ -58,6 +58,7 @@ def form_data(client: Client, **changes) -> dict:
     page = client.get(PAGE)
     form = page.context["form"]
     data = {
+        "account": str(page.context["access"].account.pk),
         "seen_updated_at": form["seen_updated_at"].value(),
         "scope": form["scope"].value(),
         "campaigns": [str(c.pk) for c in form.initial["campaigns"]],
@@ -235,6 +236,24 @@ def test_another_accounts_pool_health_page_is_a_404(acme, other):
     assert alice.get(reverse("pool-health", args=[foreign_pool.pk])).status_code == 404
     own = acme.ringpools.first()
     assert alice.get(reverse("pool-health", args=[own.pk])).status_code == 200
+
+
+def test_a_form_drawn_for_one_account_is_not_applied_to_the_account_switched_to(acme, other):
+    globex = other[0]
+    auto_scaling_settings_for(globex)
+    alice_user = person(acme, Role.SUPER_USER, "alice")
+    factories.MembershipFactory(user=alice_user, account=globex, role=Role.SUPER_USER)
+    alice = signed_in(alice_user)
+    alice.post(reverse("account-switch"), {"account": acme.pk})
+    acme_form = form_data(alice, include_overflow_number=None)
+    alice.post(reverse("account-switch"), {"account": globex.pk})  # in another tab
+    before = (snapshot(acme), snapshot(globex))
+    response = alice.post(PAGE, acme_form)
+    assert response.status_code == 409
+    assert "This form was opened for another account; you are now looking at Globex." in (
+        response.content.decode()
+    )
+    assert (snapshot(acme), snapshot(globex)) == before
 
 
 def test_a_person_in_two_accounts_switches_and_edits_only_where_they_are_super_user(acme, other):
