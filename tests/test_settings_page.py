@@ -194,6 +194,12 @@ def test_a_campaign_of_another_account_is_refused_and_changes_nothing(acme, othe
         response.content.decode()
     )
     assert snapshot(acme) == before
+    # Exactly as for an id that exists nowhere: the answer does not tell that Globex's campaign exists.
+    missing = alice.post(PAGE, form_data(alice, scope=Scope.SELECTED_CAMPAIGNS, campaigns=["999999"]))
+    assert missing.status_code == 400
+    assert (
+        "999999 is not one of this account&#x27;s campaigns. Nothing was changed." in missing.content.decode()
+    )
 
 
 def test_a_destination_number_of_another_account_is_refused_and_changes_nothing(acme, other):
