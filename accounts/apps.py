@@ -18,3 +18,4 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_register_roles_after_the_last_app, dispatch_uid="accounts.register_roles")
+        from accounts import checks  # noqa: F401  (registers the deploy check of password-reset mail)

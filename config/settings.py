@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "simple_history",
     "phonenumber_field",
+    "axes",
     "accounts",
     "ringpools",
     "scaling",
@@ -58,12 +59,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
-LOGIN_URL = "admin:login"
 
 TEMPLATES = [
     {
@@ -75,6 +77,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.account_menu",
             ],
         },
     },
@@ -166,6 +169,35 @@ RINGPOOL_POOL_CACHE_SECONDS = env.int("RINGPOOL_POOL_CACHE_SECONDS", default=5)
 # A call this long after a lease ended is still attributed to its last holder, marked "late".
 RINGPOOL_LATE_CALL_GRACE_SECONDS = env.int("RINGPOOL_LATE_CALL_GRACE_SECONDS", default=15 * 60)
 
+# --- Customer area: sign-in, password reset, sign-in throttling (issue 8) -------------------------
+LOGIN_URL = "account-login"
+LOGIN_REDIRECT_URL = "settings-index"
+LOGOUT_REDIRECT_URL = "account-login"
+# Password-reset mail. Development and demo: printed on the console. Production: EMAIL_URL, e.g.
+# smtp+tls://user:password@smtp.example.com:587 (django-environ's email URL); without it mail is dropped
+# (reset links must not end up in logs) and `check --deploy` warns.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "dummymail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="RingPool <no-reply@localhost>")
+PASSWORD_RESET_TIMEOUT = 3 * 3600
+# django-axes counts failed sign-ins in the database, so every web process sees the same count.
+# The pair (username, client address): a guesser is stopped after AXES_FAILURE_LIMIT tries, and a
+# stranger cannot lock a person out from another address.
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.SignInThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("SIGN_IN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("SIGN_IN_LOCKOUT_HOURS", default=0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "account/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip"
+AXES_VERBOSE = False
+# How many proxies in front of the app append to X-Forwarded-For (the load balancer: 1). 0: trust
+# no header, use the connection's address.
+RINGPOOL_TRUSTED_PROXY_COUNT = env.int("RINGPOOL_TRUSTED_PROXY_COUNT", default=0)
+
 # --- CORS: per pool, decided in ringpools.signals --------------------------------------------------
 CORS_URLS_REGEX = r"^/api/v1/ringpools/.*$"
 CORS_ALLOW_METHODS = ("POST", "DELETE", "OPTIONS")
@@ -193,4 +225,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # django-axes logs every successful sign-in at INFO; failures and lockouts are warnings.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

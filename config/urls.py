@@ -10,6 +10,7 @@ admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("accounts.urls")),
     path("", include("ringpools.urls")),
     path("", include("scaling.urls")),
     path("", RedirectView.as_view(pattern_name="demo-landing", permanent=False)),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -13,7 +16,7 @@ from accounts.models import Account, User
 from ringpools.choices import NumberRole, NumberState, NumberType, OverflowMode
 from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
 from scaling.carrier import AvailableNumber, Carrier, get_carrier
-from scaling.choices import EventKind, OrderState, Trigger
+from scaling.choices import EventKind, OrderState, Scope, Trigger
 from scaling.models import AutoScalingSettings, ScalingEvent
 from scaling.outbox import Removal, carrier_orders_run, numbers_release_begin, purchase_order_place
 
@@ -317,3 +320,92 @@ def promo_number_unpin(*, number: PromoNumber, actor: User, reason: str) -> Prom
         figures={"before": before, "after": {}},
     )
     return locked
+
+
+class StaleSettingsError(ValidationError):
+    """The settings changed after the person's form was drawn; saving it would undo someone's change."""
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    settings: AutoScalingSettings
+    # field name -> {"before": ..., "after": ...}; campaigns and destination numbers as sorted names
+    changes: dict[str, dict[str, Any]] = dataclass_field(default_factory=dict)
+
+
+@transaction.atomic
+def auto_scaling_settings_update(
+    *,
+    account: Account,
+    actor: User | None,
+    enable_for_new_pools: bool,
+    include_overflow_number: bool,
+    scope: str,
+    campaigns: Iterable[Campaign],
+    destination_numbers: Iterable[DestinationNumber],
+    seen_updated_at: datetime | None = None,
+) -> SettingsChange:
+    """Change the account's page Settings → Network → RingPool Auto-Scaling (SPEC §5).
+
+    All or nothing: a campaign or destination number of another account, a selective scope with
+    nothing selected, or settings saved by someone else since `seen_updated_at` change nothing.
+    The history (who, when, before and after, selections included) is one simple-history record.
+    """
+    campaigns, destination_numbers = list(campaigns), list(destination_numbers)
+    if scope not in Scope.values:
+        raise ValidationError(f"Unknown scope {scope!r}.", code="scope")
+    if any(c.account_id != account.pk for c in campaigns) or any(
+        d.account_id != account.pk for d in destination_numbers
+    ):
+        raise ValidationError("Campaigns and destination numbers must be the account's own.", code="foreign")
+    if scope == Scope.SELECTED_CAMPAIGNS and not campaigns:
+        raise ValidationError("Select at least one campaign, or choose all campaigns.", code="empty")
+    if scope == Scope.SELECTED_DESTINATIONS and not destination_numbers:
+        raise ValidationError(
+            "Select at least one destination number, or choose another scope.", code="empty"
+        )
+    auto_scaling_settings_for(account)
+    # The row lock orders concurrent saves; the timestamp check refuses a form drawn before the other.
+    current = AutoScalingSettings.objects.select_for_update().get(account=account)
+    if seen_updated_at is not None and current.updated_at != seen_updated_at:
+        raise StaleSettingsError(
+            "Someone else saved these settings after you opened the page. Nothing was changed: "
+            "review their change and try again.",
+            code="stale",
+        )
+    before = _settings_snapshot(current)
+    current.enable_for_new_pools = enable_for_new_pools
+    current.include_overflow_number = include_overflow_number
+    current.scope = scope
+    selected = {"campaigns": campaigns, "destination_numbers": destination_numbers}
+    after = {
+        **{name: getattr(current, name) for name in ("enable_for_new_pools", "include_overflow_number")},
+        "scope": scope,
+        **{name: sorted(str(item) for item in items) for name, items in selected.items()},
+    }
+    changes = {
+        name: {"before": before[name], "after": after[name]} for name in after if before[name] != after[name]
+    }
+    if not changes:
+        return SettingsChange(settings=current)
+    # The selections are written without history of their own, so that the save below records the
+    # whole change (fields and selections) as one history entry instead of three.
+    current.skip_history_when_saving = True
+    try:
+        current.campaigns.set(campaigns)
+        current.destination_numbers.set(destination_numbers)
+    finally:
+        del current.skip_history_when_saving
+    current._history_user = actor
+    current.save()
+    return SettingsChange(settings=current, changes=changes)
+
+
+def _settings_snapshot(current: AutoScalingSettings) -> dict[str, Any]:
+    return {
+        "enable_for_new_pools": current.enable_for_new_pools,
+        "include_overflow_number": current.include_overflow_number,
+        "scope": current.scope,
+        "campaigns": sorted(str(c) for c in current.campaigns.all()),
+        "destination_numbers": sorted(str(d) for d in current.destination_numbers.all()),
+    }

@@ -1,4 +1,15 @@
-from django.urls import URLPattern
+from django.urls import path
 
-# The Super-user page (Settings → Network → RingPool Auto-Scaling) mounts here.
-urlpatterns: list[URLPattern] = []
+from scaling import views
+
+urlpatterns = [
+    path("settings/", views.settings_index, name="settings-index"),
+    # The contract path of SPEC §9: Settings → Network → RingPool Auto-Scaling.
+    path(
+        "settings/network/ringpool-auto-scaling/",
+        views.auto_scaling_settings,
+        name="auto-scaling-settings",
+    ),
+    path("pools/", views.pool_list, name="pool-list"),
+    path("pools/<int:pool_id>/health/", views.pool_health, name="pool-health"),
+]

@@ -25,6 +25,7 @@ PRODUCTION = {
     "ALLOWED_HOSTS": "ringpool.example.com",
     "DATABASE_URL": "sqlite:///:memory:",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+    "EMAIL_URL": "smtp+tls://mailer:mail-password@smtp.example.com:587",
 }
 
 

@@ -5,12 +5,14 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.choices import Role
 from accounts.models import Account, Membership, User
 from ringpools import phone
 from ringpools.choices import NumberRole, NumberState, NumberType
 from ringpools.models import Campaign, DestinationNumber, RingPool
+from scaling.demo_history import Story, clock_at, demo_history_write, history_start
 from scaling.models import InventoryNumber
 from scaling.services import auto_scaling_settings_for, ringpool_create
 
@@ -25,6 +27,12 @@ PEOPLE = (
 # Fictional numbers (555-0100 to 555-0199) the demo carrier sells.
 INVENTORY = (("805", 30), ("415", 20), ("212", 10), ("888", 30))
 ORIGINS = ["http://127.0.0.1:8000", "http://localhost:8000"]
+# What the pool health charts of each demo pool show (scaling/demo_history.py).
+STORIES = {
+    "rp_demo_local": Story(rush_days_ago=3),  # a rush, overflow, and growth absorbing it
+    "rp_demo_sf": Story(traffic=0.3),  # quiet: looks too big
+    "rp_demo_tollfree": Story(prune_one=True),  # one idle number pruned at last month's end
+}
 POOLS = (
     # key, name, campaign, destination, type, area code, region, size
     (
@@ -110,18 +118,22 @@ class Command(BaseCommand):
                 account=account, number=destination, defaults={"label": "Call center"}
             )
             if not RingPool.objects.filter(key=key).exists():
-                ringpool_create(
-                    account=account,
-                    campaign=campaign,
-                    destination_number=destination_number,
-                    name=name,
-                    number_type=number_type,
-                    area_code=area_code,
-                    region=region,
-                    size=size,
-                    key=key,
-                    allowed_origins=ORIGINS,
-                )
+                now = timezone.now()
+                # Created weeks ago, so the charts show a past; replayed through the real services.
+                with clock_at(history_start(now)):
+                    pool = ringpool_create(
+                        account=account,
+                        campaign=campaign,
+                        destination_number=destination_number,
+                        name=name,
+                        number_type=number_type,
+                        area_code=area_code,
+                        region=region,
+                        size=size,
+                        key=key,
+                        allowed_origins=ORIGINS,
+                    )
+                demo_history_write(pool=pool, story=STORIES[key], now=now)
         self._report(account)
 
     def _report(self, account: Account) -> None:
@@ -129,6 +141,11 @@ class Command(BaseCommand):
         self.stdout.write(f"Logins (password for all: {DEMO_PASSWORD}):")
         for username, role, _ in PEOPLE:
             self.stdout.write(f"  {username:<6} {'staff account manager (admin)' if role is None else role}")
+        self.stdout.write(
+            "Super user's page: sign in at /account/sign-in/ as alice / "
+            f"{DEMO_PASSWORD}, then Settings → Network → RingPool Auto-Scaling "
+            "(/settings/network/ringpool-auto-scaling/); pool health charts under Pools (/pools/)."
+        )
         self.stdout.write("Pools (key, name, numbers in rotation + the overflow number):")
         for pool in RingPool.objects.filter(account=account).order_by("name"):
             active = pool.numbers.filter(state=NumberState.ACTIVE)

@@ -1,0 +1,21 @@
+"""The client address sign-in throttling (django-axes) counts failures against."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The address the trusted proxies saw, never a value the client could have written itself.
+
+    Each trusted proxy appends the address it received the request from to X-Forwarded-For, so the
+    client's address is the n-th entry from the right; entries further left are the client's own words.
+    """
+    hops = settings.RINGPOOL_TRUSTED_PROXY_COUNT
+    if hops > 0:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        forwarded = [part for part in forwarded if part]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    return request.META.get("REMOTE_ADDR", "")
