@@ -112,7 +112,7 @@ def test_the_pool_page_lists_numbers_longest_unused_first_and_the_latest_events(
     assert "Number added" in events and "overflow seen: 4 visitors turned away" in events
     assert "<code>overflows</code>: 4" in events and "2026-11-28 19:30 PST" in events
     assert 'id="next-growth-panel"' in page and 'id="prune-preview-panel"' in page
-    assert "<svg class=\"pool-health-chart\"" in page
+    assert '<svg class="pool-health-chart"' in page
 
 
 def test_the_pool_page_says_why_auto_scaling_is_off_and_when_it_may_grow(client, staff):
