@@ -14,8 +14,8 @@ class OverflowMode(models.TextChoices):
 class NumberState(models.TextChoices):
     ACTIVE = "active", "Active"
     # Out of rotation at once, still held (and billed) until the carrier confirms the release.
-    RELEASING = "releasing", "Being released"
-    RELEASED = "released", "Released to the carrier"
+    RELEASING = "releasing", "Releasing (out of rotation, the carrier has not confirmed yet)"
+    RELEASED = "released", "Released (given back to the carrier)"
 
     @classmethod
     def held(cls) -> tuple[str, ...]:
