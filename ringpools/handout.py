@@ -1,45 +1,71 @@
 """The hand-out: give a visitor a promo number of a pool, or the overflow (SPEC §3).
 
-The hard invariant — two visitors never hold the same number at the same time — rests on the
-number row: `PromoNumber.busy_until` always equals the `expires_at` of the one lease holding it.
- - A claim takes a number only while `busy_until` is past, under a row lock (SKIP LOCKED, so
-   concurrent claims spread over different numbers instead of queueing on one).
- - A renewal or release moves `busy_until` only while it still equals its own lease's `expires_at`
-   (compare-and-swap): a visitor whose lease lapsed and whose number went to someone else cannot
-   take it back, whatever the clocks of the web processes say.
+Invariants, and what keeps them:
+ - Two visitors never hold one number at once. `PromoNumber.busy_until` equals the `expires_at` of the
+   one lease holding the number; a claim takes a number only while `busy_until` is past, under a row
+   lock (SKIP LOCKED, so concurrent claims spread over different numbers). PostgreSQL also refuses
+   overlapping leases of one number (constraint `lease_number_not_held_twice`, migration 0002).
+ - One visitor holds at most one number of a pool, however many of its requests arrive at once.
+   PostgreSQL refuses a second live lease of one visitor (`lease_one_per_visitor`, migration 0004);
+   the losing request's claim is undone and it asks again, finding the winner's lease to renew.
+   SQLite (the demo) serialises whole hand-outs in IMMEDIATE transactions instead.
+ - No false overflow. A request answers overflow only when its statement saw no free number at all;
+   when free numbers were merely locked by other claims this instant, it asks again.
+ - A renewal locks the lease and its number row, so renewals of one lease queue instead of racing.
 
-A renewal also locks the visitor's lease row, so two tabs of one visitor renewing at once queue
-instead of the second one losing its number. PostgreSQL refuses overlapping leases of one number
-outright (exclusion constraint, ringpools migration 0002), so a bug here could not hand out a
-number twice silently.
+Order (SPEC §3.3): among free numbers, one that has rested at least the cool-down, the pool's
+longest-serving (oldest `acquired_at`) first; only if none has, the one released longest ago. Keeping
+use on the same numbers leaves a grown pool's surplus idle, so the month-end prune can find it.
+"Rested" moves with the clock, so the flag `rested` is set lazily: each claim flags up to
+BACKLOG_FLAGGED numbers whose `busy_until` has fallen a cool-down behind, and weighs them with the
+flagged ones. Both are read off their own partial index (models.PromoNumber.Meta.indexes).
 
-On PostgreSQL the renew-or-claim is one statement, the overflow another (fewest round trips on the
-hot path); on other databases (the SQLite demo, whose IMMEDIATE transactions serialise writers) the
-same steps run through the ORM.
+On PostgreSQL a hand-out is one statement (one round trip; an overflowing request writes nothing);
+on other databases the same steps run through the ORM. Both return the same `Outcome`, and the same
+tests run on both. Presentation and overflow counts go to `figures.handout_figures`.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Q
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from ringpools.choices import NumberRole, NumberState, PresentationKind
-from ringpools.figures import UPSERT_SQL, figures_add, figures_key
-from ringpools.models import Lease, PromoNumber, RingPool
+from ringpools.figures import handout_figures
+from ringpools.models import Lease, PromoNumber
 from ringpools.selectors import HandoutPool
 
-# Overflow presentations of one pool within this window write `last_overflow_at` once: during a rush
-# every visitor overflows at once, and one write per request would queue them all on the pool's row.
-OVERFLOW_WRITE_EVERY = timedelta(seconds=1)
 # After the page says goodbye, the number stays with the visitor this long (a reload, the next page).
 GOODBYE_GRACE = timedelta(seconds=20)
-# A renewal that found the visitor's live lease but lost the compare-and-swap to a concurrent renewal.
-LOST_RACE = object()
+# Numbers found rested and flagged by one claim at most; more wait for the next claims.
+BACKLOG_FLAGGED = 32
+# Rounds of one hand-out: a visitor's other request won (conflict), its number left service (ended),
+# or free numbers were all locked by other claims this instant (busy).
+ATTEMPTS = 8
+
+
+class Outcome(StrEnum):
+    RENEWED = "renewed"
+    CLAIMED = "claimed"
+    ENDED = "ended"  # the live lease's number left service: the lease ended; ask again
+    CONFLICT = "conflict"  # another request of this visitor leased a number first; ask again
+    BUSY = "busy"  # free numbers exist but other claims hold their locks this instant; ask again
+    REFUSED = "refused"  # a new number was needed but the caller may not claim one
+    NONE = "none"  # no free number: overflow
+
+
+class ClaimRefused(Exception):
+    """The visitor needs a new number and the caller said it may not claim one (rate limit)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +78,15 @@ class Ask:
     params: dict[str, Any]
     now: datetime
     expires: datetime
-    counted: int  # 1 for a page view, 0 for a keep-alive renewal
+    rested_before: datetime
+    may_claim: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    outcome: Outcome
+    number: str | None = None
+    lease_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +95,7 @@ class Presentation:
     kind: str
     expires_at: datetime | None
     lease_id: int | None = None
+    claimed: bool = False
 
 
 def present_number(
@@ -70,9 +105,14 @@ def present_number(
     page_url: str = "",
     params: dict[str, Any] | None = None,
     keepalive: bool = False,
+    may_claim: bool = True,
     now: datetime | None = None,
 ) -> Presentation:
-    """The number to show this visitor now. `keepalive` renewals are not counted as presentations."""
+    """The number to show this visitor now. `keepalive` renewals are not counted as presentations.
+
+    Raises ClaimRefused, having changed nothing, when the visitor needs a new number and `may_claim`
+    is false.
+    """
     now = now or timezone.now()
     ask = Ask(
         pool=pool,
@@ -81,16 +121,31 @@ def present_number(
         params=params or {},
         now=now,
         expires=now + timedelta(seconds=pool.lease_seconds),
-        counted=0 if keepalive else 1,
+        rested_before=now - timedelta(seconds=settings.RINGPOOL_HANDOUT_COOLDOWN_SECONDS),
+        may_claim=may_claim,
     )
+    counted = 0 if keepalive else 1
     steps = steps_for_database()
-    held = steps.hold(ask)
-    if held is not None:
-        number, lease_id = held
-        return Presentation(
-            number=str(number), kind=PresentationKind.PROMO, expires_at=ask.expires, lease_id=lease_id
-        )
-    steps.overflow(ask)
+    for attempt in range(ATTEMPTS):
+        step = steps.hold(ask)
+        if step.outcome in (Outcome.RENEWED, Outcome.CLAIMED):
+            if counted:
+                handout_figures.presented(pool.id, now)
+            return Presentation(
+                number=str(step.number),
+                kind=PresentationKind.PROMO,
+                expires_at=ask.expires,
+                lease_id=step.lease_id,
+                claimed=step.outcome == Outcome.CLAIMED,
+            )
+        if step.outcome == Outcome.REFUSED:
+            raise ClaimRefused
+        if step.outcome == Outcome.NONE:
+            break
+        if step.outcome == Outcome.BUSY and attempt >= 2:
+            time.sleep(0.001 * 2 ** (attempt - 2))  # the lockers finish within a statement
+    overflow_number_id = pool.overflow_number_id if pool.shows_overflow_number else None
+    handout_figures.overflowed(pool.id, now, counted=counted, overflow_number_id=overflow_number_id)
     if pool.shows_overflow_number:
         return Presentation(
             number=pool.overflow_number or "", kind=PresentationKind.OVERFLOW, expires_at=None
@@ -127,210 +182,228 @@ def release_lease(*, pool: HandoutPool, visitor_id: str, now: datetime | None = 
         return swapped == 1
 
 
-# --- PostgreSQL: one statement a step ---------------------------------------------------------------
+# --- PostgreSQL: one statement ---------------------------------------------------------------------
+
+
+def _literal(value: str) -> str:
+    # Choice values go into the text (not parameters) so the planner can match the partial indexes.
+    if not re.fullmatch(r"[a-z_]+", value):
+        raise ValueError(f"not a plain choice value: {value!r}")
+    return f"'{value}'"
+
 
 _L = Lease._meta.db_table
 _N = PromoNumber._meta.db_table
-_P = RingPool._meta.db_table
+_ROTATING = (
+    f"n.pool_id = %(pool)s AND n.state = {_literal(NumberState.ACTIVE)} "
+    f"AND n.role = {_literal(NumberRole.ROTATING)}"
+)
+# A renewal keeps the number only while it is still this lease's, active and rotating in this pool.
+_USABLE = (
+    f"n.state = {_literal(NumberState.ACTIVE)} AND n.role = {_literal(NumberRole.ROTATING)} "
+    "AND n.pool_id = l.pool_id AND n.busy_until = l.expires_at"
+)
 
-# Renew the visitor's live lease, or (only when there is none) claim the free number that rested
-# longest and lease it; count the presentation. Returns (number, lease id, the live lease found).
-_HOLD_SQL = f"""
+# Renew the visitor's live lease; or end it if its number left service; or (no live lease) claim a
+# number in the order of SPEC §3.3 and lease it. One row: (number, lease id, outcome).
+HOLD_SQL = f"""
 WITH cur AS (
-    SELECT id, number_id, expires_at FROM {_L}
-    WHERE pool_id = %(pool)s AND visitor_id = %(visitor)s AND expires_at > %(now)s
-    ORDER BY expires_at DESC LIMIT 1
-    FOR UPDATE
+    SELECT l.id, n.id AS number_id, ({_USABLE}) AS usable
+    FROM {_L} l JOIN {_N} n ON n.id = l.number_id
+    WHERE l.pool_id = %(pool)s AND l.visitor_id = %(visitor)s AND l.expires_at > %(now)s
+    ORDER BY l.expires_at DESC
+    LIMIT 1
+    FOR UPDATE OF l, n
 ), renewed AS (
     UPDATE {_N} n SET busy_until = %(expires)s, last_presented_at = %(now)s
-    FROM cur
-    WHERE n.id = cur.number_id AND n.busy_until = cur.expires_at AND n.state = 'active'
+    FROM cur WHERE n.id = cur.number_id AND cur.usable
     RETURNING n.number, cur.id AS lease_id
 ), renewed_lease AS (
     UPDATE {_L} l SET expires_at = %(expires)s, released_at = NULL
     FROM renewed WHERE l.id = renewed.lease_id
+), ended AS (
+    UPDATE {_L} l SET expires_at = GREATEST(%(now)s, l.started_at)
+    FROM cur WHERE l.id = cur.id AND NOT cur.usable
     RETURNING l.id
-), candidate AS (
-    SELECT id FROM {_N}
-    WHERE pool_id = %(pool)s AND state = 'active' AND role = 'rotating' AND busy_until <= %(now)s
-      AND NOT EXISTS (SELECT 1 FROM cur)
-    ORDER BY busy_until, id
+), wanted AS (
+    SELECT 1 WHERE %(may_claim)s AND NOT EXISTS (SELECT 1 FROM cur)
+), backlog AS (
+    SELECT n.id, n.acquired_at FROM {_N} n
+    WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(rested_before)s
+      AND EXISTS (SELECT 1 FROM wanted)
+    ORDER BY n.busy_until, n.id
+    LIMIT {BACKLOG_FLAGGED}
+    FOR UPDATE SKIP LOCKED
+), first_rested AS (
+    SELECT n.id, n.acquired_at FROM {_N} n
+    WHERE {_ROTATING} AND n.rested AND n.busy_until <= %(rested_before)s
+      AND EXISTS (SELECT 1 FROM wanted)
+    ORDER BY n.acquired_at, n.id
     LIMIT 1
-    FOR UPDATE {{skip_locked}}
-), claimed AS (
-    UPDATE {_N} n SET busy_until = %(expires)s, last_presented_at = %(now)s
-    FROM candidate
-    WHERE n.id = candidate.id AND n.busy_until <= %(now)s
-    RETURNING n.id, n.number
+    FOR UPDATE SKIP LOCKED
+), released_longest_ago AS (
+    SELECT n.id FROM {_N} n
+    WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(now)s
+      AND EXISTS (SELECT 1 FROM wanted)
+      AND NOT EXISTS (SELECT 1 FROM backlog) AND NOT EXISTS (SELECT 1 FROM first_rested)
+    ORDER BY n.busy_until, n.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), candidate AS (
+    SELECT id FROM (
+        SELECT id, acquired_at, 0 AS tier FROM first_rested
+        UNION ALL SELECT id, acquired_at, 0 FROM backlog
+        UNION ALL SELECT id, NULL, 1 FROM released_longest_ago
+    ) c
+    ORDER BY tier, acquired_at, id
+    LIMIT 1
 ), new_lease AS (
     INSERT INTO {_L} (pool_id, number_id, visitor_id, page_url, params, started_at, expires_at)
-    SELECT %(pool)s, id, %(visitor)s, %(page_url)s, %(params)s, %(now)s, %(expires)s FROM claimed
-    RETURNING id
-), held AS (
-    SELECT number, lease_id FROM renewed
-    UNION ALL
-    SELECT claimed.number, new_lease.id FROM claimed, new_lease
-), figures AS (
-    {
-    UPSERT_SQL.replace(
-        "VALUES (%s, %s, %s, %s, %s, %s)", "SELECT %(pool)s, %(hour)s, %(shard)s, %(counted)s, 0, 0 FROM held"
-    )
-}
-    RETURNING 1
+    SELECT %(pool)s, id, %(visitor)s, %(page_url)s, %(params)s, %(now)s, %(expires)s FROM candidate
+    ON CONFLICT DO NOTHING
+    RETURNING id, number_id
+), claimed AS (
+    UPDATE {_N} n SET busy_until = %(expires)s, last_presented_at = %(now)s, rested = false
+    FROM new_lease WHERE n.id = new_lease.number_id
+    RETURNING n.number, new_lease.id AS lease_id
+), flagged AS (
+    UPDATE {_N} n SET rested = true
+    FROM backlog WHERE n.id = backlog.id AND n.id NOT IN (SELECT id FROM candidate)
 )
-SELECT held.number, held.lease_id, (SELECT id FROM cur)
-FROM (SELECT 1) AS one LEFT JOIN held ON true
+SELECT
+    coalesce(renewed.number, claimed.number),
+    coalesce(renewed.lease_id, claimed.lease_id),
+    CASE
+        WHEN renewed.lease_id IS NOT NULL THEN '{Outcome.RENEWED}'
+        WHEN claimed.lease_id IS NOT NULL THEN '{Outcome.CLAIMED}'
+        WHEN EXISTS (SELECT 1 FROM ended) THEN '{Outcome.ENDED}'
+        WHEN NOT %(may_claim)s THEN '{Outcome.REFUSED}'
+        WHEN EXISTS (SELECT 1 FROM candidate) THEN '{Outcome.CONFLICT}'
+        WHEN EXISTS (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND n.rested AND n.busy_until <= %(now)s)
+          OR EXISTS (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(now)s)
+            THEN '{Outcome.BUSY}'
+        ELSE '{Outcome.NONE}'
+    END
+FROM (SELECT 1) AS one LEFT JOIN renewed ON true LEFT JOIN claimed ON true
 """
-_HOLD_SKIP_LOCKED_SQL = _HOLD_SQL.format(skip_locked="SKIP LOCKED")
-_HOLD_WAITING_SQL = _HOLD_SQL.format(skip_locked="")
-
-_OVERFLOW_SQL = f"""
-WITH pool AS (
-    UPDATE {_P} SET last_overflow_at = %(now)s
-    WHERE id = %(pool)s AND (last_overflow_at IS NULL OR last_overflow_at < %(since)s)
-    RETURNING id
-), overflow_number AS (
-    UPDATE {_N} SET last_presented_at = %(now)s
-    WHERE id = %(overflow_number)s AND (last_presented_at IS NULL OR last_presented_at < %(since)s)
-    RETURNING id
-), figures AS (
-    {
-    UPSERT_SQL.replace(
-        "VALUES (%s, %s, %s, %s, %s, %s)", "VALUES (%(pool)s, %(hour)s, %(shard)s, %(counted)s, 1, 0)"
-    )
-}
-    RETURNING 1
-)
-SELECT 1
-"""
-
-
-def _statement(sql: str, params: dict[str, Any]) -> tuple:
-    # Not prepared on purpose: a generic plan made while the lease table is small (a new deployment)
-    # would keep scanning it whole long after it has grown; each execution is planned on today's size.
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
 
 
 class _PostgresSteps:
     @staticmethod
-    def hold(ask: Ask) -> tuple[str, int] | None:
+    def hold(ask: Ask) -> Step:
         from psycopg.types.json import Jsonb
 
-        hour, shard = figures_key(ask.now)
         args = {
             "pool": ask.pool.id,
             "visitor": ask.visitor_id,
             "now": ask.now,
             "expires": ask.expires,
+            "rested_before": ask.rested_before,
             "page_url": ask.page_url,
             "params": Jsonb(ask.params),
-            "hour": hour,
-            "shard": shard,
-            "counted": ask.counted,
+            "may_claim": ask.may_claim,
         }
-        # A live lease whose swap lost to a same-visitor renewal (two tabs at once) reads again.
-        # SKIP LOCKED spreads concurrent claims over different numbers; finding nothing may only mean
-        # the free ones are locked this instant, so confirm with a waiting lock before the overflow.
-        for _ in range(3):
-            number, lease_id, live_lease = _statement(_HOLD_SKIP_LOCKED_SQL, args)
-            if number is not None:
-                return number, lease_id
-            if live_lease is None:
-                break
-        number, lease_id, _ = _statement(_HOLD_WAITING_SQL, args)
-        return (number, lease_id) if number is not None else None
-
-    @staticmethod
-    def overflow(ask: Ask) -> None:
-        pool = ask.pool
-        hour, shard = figures_key(ask.now)
-        _statement(
-            _OVERFLOW_SQL,
-            {
-                "now": ask.now,
-                "pool": pool.id,
-                "since": ask.now - OVERFLOW_WRITE_EVERY,
-                "hour": hour,
-                "shard": shard,
-                "overflow_number": pool.overflow_number_id if pool.shows_overflow_number else None,
-                "counted": ask.counted,
-            },
-        )
+        # Planned per execution on purpose: a generic plan made while the lease table is small (a new
+        # deployment) would keep scanning it whole long after it has grown.
+        with connection.cursor() as cursor:
+            cursor.execute(HOLD_SQL, args)
+            number, lease_id, outcome = cursor.fetchone()
+        return Step(Outcome(outcome), number, lease_id)
 
 
 # --- Any database: the same steps through the ORM -------------------------------------------------
 
 
 class _OrmSteps:
-    @classmethod
-    def hold(cls, ask: Ask) -> tuple[str, int] | None:
-        for _ in range(3):
-            held = cls.renew(ask)
-            if held is not LOST_RACE:
-                break  # else the same visitor renewed at this instant (two tabs): read again
-        if held is None or held is LOST_RACE:
-            held = cls.claim(ask)
-        return held
-
     @staticmethod
     @transaction.atomic
-    def renew(ask: Ask) -> tuple[str, int] | object | None:
+    def hold(ask: Ask) -> Step:
         lease = (
             Lease.objects.filter(pool_id=ask.pool.id, visitor_id=ask.visitor_id, expires_at__gt=ask.now)
             .order_by("-expires_at")
-            .select_for_update()
-            .values("id", "number_id", "number__number", "expires_at")
+            .select_for_update()  # locks the number row too: the join is an inner one
+            .values("id", "expires_at", "number_id", "number__number", "number__state", "number__role")
+            .annotate(number_pool_id=F("number__pool_id"), number_busy_until=F("number__busy_until"))
             .first()
         )
-        if lease is None:
-            return None
-        swapped = PromoNumber.objects.filter(
-            id=lease["number_id"], busy_until=lease["expires_at"], state=NumberState.ACTIVE
-        ).update(busy_until=ask.expires, last_presented_at=ask.now)
-        if swapped != 1:
-            return LOST_RACE
-        Lease.objects.filter(id=lease["id"]).update(expires_at=ask.expires, released_at=None)
-        figures_add(ask.pool.id, ask.now, presentations=ask.counted)
-        return lease["number__number"], lease["id"]
-
-    @staticmethod
-    @transaction.atomic
-    def claim(ask: Ask) -> tuple[str, int] | None:
-        free = PromoNumber.objects.filter(
-            pool_id=ask.pool.id, state=NumberState.ACTIVE, role=NumberRole.ROTATING, busy_until__lte=ask.now
-        ).order_by("busy_until", "id")
-        skip = connection.features.has_select_for_update_skip_locked
-        for skip_locked in (True, False) if skip else (False,):
-            number = free.select_for_update(skip_locked=skip_locked).values("id", "number").first()
-            if number is not None:
-                break
-        else:
-            return None
-        PromoNumber.objects.filter(id=number["id"]).update(busy_until=ask.expires, last_presented_at=ask.now)
-        lease = Lease.objects.create(
-            pool_id=ask.pool.id,
-            number_id=number["id"],
-            visitor_id=ask.visitor_id,
-            page_url=ask.page_url,
-            params=ask.params,
-            started_at=ask.now,
-            expires_at=ask.expires,
+        if lease is not None:
+            usable = (
+                lease["number__state"] == NumberState.ACTIVE
+                and lease["number__role"] == NumberRole.ROTATING
+                and lease["number_pool_id"] == ask.pool.id
+                and lease["number_busy_until"] == lease["expires_at"]
+            )
+            if not usable:
+                Lease.objects.filter(id=lease["id"]).update(
+                    expires_at=Greatest(Value(ask.now), F("started_at"))
+                )
+                return Step(Outcome.ENDED)
+            PromoNumber.objects.filter(id=lease["number_id"]).update(
+                busy_until=ask.expires, last_presented_at=ask.now
+            )
+            Lease.objects.filter(id=lease["id"]).update(expires_at=ask.expires, released_at=None)
+            return Step(Outcome.RENEWED, lease["number__number"], lease["id"])
+        if not ask.may_claim:
+            return Step(Outcome.REFUSED)
+        number = _OrmSteps.candidate(ask)
+        if number is None:
+            free = _rotating(ask).filter(busy_until__lte=ask.now).exists()
+            return Step(Outcome.BUSY if free else Outcome.NONE)
+        try:
+            with transaction.atomic():
+                lease_id = Lease.objects.create(
+                    pool_id=ask.pool.id,
+                    number_id=number["id"],
+                    visitor_id=ask.visitor_id,
+                    page_url=ask.page_url,
+                    params=ask.params,
+                    started_at=ask.now,
+                    expires_at=ask.expires,
+                ).id
+        except IntegrityError:  # lease_one_per_visitor: this visitor's other request came first
+            return Step(Outcome.CONFLICT)
+        PromoNumber.objects.filter(id=number["id"]).update(
+            busy_until=ask.expires, last_presented_at=ask.now, rested=False
         )
-        figures_add(ask.pool.id, ask.now, presentations=ask.counted)
-        return number["number"], lease.id
+        return Step(Outcome.CLAIMED, number["number"], lease_id)
 
     @staticmethod
-    @transaction.atomic
-    def overflow(ask: Ask) -> None:
-        pool, now = ask.pool, ask.now
-        since = now - OVERFLOW_WRITE_EVERY
-        RingPool.objects.filter(id=pool.id).filter(
-            Q(last_overflow_at__isnull=True) | Q(last_overflow_at__lt=since)
-        ).update(last_overflow_at=now)
-        if pool.shows_overflow_number:
-            PromoNumber.objects.filter(id=pool.overflow_number_id).filter(
-                Q(last_presented_at__isnull=True) | Q(last_presented_at__lt=since)
-            ).update(last_presented_at=now)
-        figures_add(pool.id, now, presentations=ask.counted, overflows=1)
+    def candidate(ask: Ask) -> dict[str, Any] | None:
+        """The number to claim, locked; flags the numbers found rested on the way."""
+        skip_locked = connection.features.has_select_for_update_skip_locked
+        fields = ("id", "number", "acquired_at")
+        backlog = list(
+            _rotating(ask)
+            .filter(rested=False, busy_until__lte=ask.rested_before)
+            .order_by("busy_until", "id")
+            .select_for_update(skip_locked=skip_locked)
+            .values(*fields)[:BACKLOG_FLAGGED]
+        )
+        first_rested = (
+            _rotating(ask)
+            .filter(rested=True, busy_until__lte=ask.rested_before)
+            .order_by("acquired_at", "id")
+            .select_for_update(skip_locked=skip_locked)
+            .values(*fields)
+            .first()
+        )
+        rested = [*backlog, *([first_rested] if first_rested else [])]
+        if rested:
+            chosen = min(rested, key=lambda n: (n["acquired_at"], n["id"]))
+        else:
+            chosen = (
+                _rotating(ask)
+                .filter(rested=False, busy_until__lte=ask.now)
+                .order_by("busy_until", "id")
+                .select_for_update(skip_locked=skip_locked)
+                .values(*fields)
+                .first()
+            )
+        flagged = [n["id"] for n in backlog if n is not chosen]
+        if flagged:
+            PromoNumber.objects.filter(id__in=flagged).update(rested=True)
+        return chosen
+
+
+def _rotating(ask: Ask):
+    return PromoNumber.objects.filter(pool_id=ask.pool.id, state=NumberState.ACTIVE, role=NumberRole.ROTATING)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from corsheaders.signals import check_request_enabled
+from django.db import Error as DatabaseFailure
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.urls import Resolver404, resolve
@@ -19,5 +20,10 @@ def allow_pool_origins(sender: object, request: HttpRequest, **kwargs: object) -
     key = match.kwargs.get("pool_key")
     if not key:
         return False
-    pool = handout_pool(key)
+    try:
+        pool = handout_pool(key)
+    except DatabaseFailure:
+        # Runs in the middleware, outside the view's error handling: answer "no CORS" and let the
+        # view, which reads the pool again, give its JSON 503.
+        return False
     return pool is not None and origin_allowed(pool, request.headers.get("origin", ""))

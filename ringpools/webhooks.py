@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
+from ringpools.api import database_errors_as_503
 from ringpools.calls import IncomingCall, call_record, promo_number_for
 from ringpools.models import PromoNumber
 
@@ -38,6 +39,7 @@ def routing(number: PromoNumber) -> VoiceResponse:
 
 @csrf_exempt
 @require_POST
+@database_errors_as_503
 def calls(request: HttpRequest) -> HttpResponse:
     form = request.POST
     if any("\x00" in value for values in form.lists() for value in values[1]):
