@@ -35,7 +35,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -349,9 +349,11 @@ class _OrmSteps:
         if number is None:
             free = _rotating(ask).filter(busy_until__lte=ask.now).exists()
             return Step(Outcome.BUSY if free else Outcome.NONE)
-        try:
-            with transaction.atomic():
-                lease_id = Lease.objects.create(
+        # ON CONFLICT DO NOTHING, as the statement does: a plain INSERT racing another request of this
+        # visitor would wait on it while it waits on us (deadlock) under lease_one_per_visitor.
+        Lease.objects.bulk_create(
+            [
+                Lease(
                     pool_id=ask.pool.id,
                     number_id=number["id"],
                     visitor_id=ask.visitor_id,
@@ -359,8 +361,16 @@ class _OrmSteps:
                     params=ask.params,
                     started_at=ask.now,
                     expires_at=ask.expires,
-                ).id
-        except IntegrityError:  # lease_one_per_visitor: this visitor's other request came first
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        lease_id = (
+            Lease.objects.filter(number_id=number["id"], visitor_id=ask.visitor_id, started_at=ask.now)
+            .values_list("id", flat=True)
+            .first()
+        )
+        if lease_id is None:  # this visitor's other request leased a number first
             return Step(Outcome.CONFLICT)
         PromoNumber.objects.filter(id=number["id"]).update(
             busy_until=ask.expires, last_presented_at=ask.now, rested=False
