@@ -8,6 +8,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 from django.urls import Resolver404, resolve
 
+from ringpools.middleware import DATABASE_FAILED
 from ringpools.selectors import handout_pool, origin_allowed
 
 
@@ -23,7 +24,8 @@ def allow_pool_origins(sender: object, request: HttpRequest, **kwargs: object) -
     try:
         pool = handout_pool(key)
     except DatabaseFailure:
-        # Runs in the middleware, outside the view's error handling: answer "no CORS" and let the
-        # view, which reads the pool again, give its JSON 503.
+        # Runs in the CORS middleware, outside the view's error handling: no CORS, and the request
+        # marked so that it is answered with the JSON 503 (ringpools.middleware).
+        setattr(request, DATABASE_FAILED, True)
         return False
     return pool is not None and origin_allowed(pool, request.headers.get("origin", ""))
