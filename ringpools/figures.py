@@ -99,6 +99,7 @@ class HandoutFigures:
         self._pending = _Pending()
         self._flusher: threading.Thread | None = None
         self._flusher_pid = 0
+        self._stop = threading.Event()
 
     def presented(self, pool_id: int, moment: datetime) -> None:
         with self._lock:
@@ -145,19 +146,36 @@ class HandoutFigures:
                 if self._flusher_pid != os.getpid():
                     self._flusher_pid = os.getpid()
                     self._flusher = threading.Thread(
-                        target=self._flush_forever, name="ringpool-figures", daemon=True
+                        target=self._flush_forever, args=(self._stop,), name="ringpool-figures", daemon=True
                     )
                     self._flusher.start()
 
-    def _flush_forever(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(max(settings.RINGPOOL_FIGURES_FLUSH_SECONDS, 0.05)):
+    def _flush_forever(self, stop: threading.Event) -> None:
+        while True:
+            every = settings.RINGPOOL_FIGURES_FLUSH_SECONDS
+            # Stopped, or switched to writing within requests: flush once more and end.
+            done = every <= 0 or stop.wait(every) or settings.RINGPOOL_FIGURES_FLUSH_SECONDS <= 0
             try:
                 self.flush()
             except DatabaseError:
                 connection.close()  # this thread's own connection; a fresh one next time
             except Exception:  # the flusher must outlive any surprise, or counts pile up unwritten
                 log.exception("hand-out figures flush failed")
+            if done:
+                connection.close()
+                with self._lock:
+                    if self._flusher is threading.current_thread():
+                        self._flusher, self._flusher_pid = None, 0
+                return
+
+    def stop(self) -> None:
+        """End this process's flusher thread after a last flush (tests; a process about to exit)."""
+        with self._lock:
+            flusher, self._flusher, self._flusher_pid = self._flusher, None, 0
+            self._stop.set()
+            self._stop = threading.Event()
+        if flusher is not None and flusher.is_alive():
+            flusher.join(timeout=10)
 
 
 def _write(pending: _Pending) -> None:
