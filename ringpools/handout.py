@@ -279,8 +279,12 @@ SELECT
         WHEN EXISTS (SELECT 1 FROM ended) THEN '{Outcome.ENDED}'
         WHEN NOT %(may_claim)s THEN '{Outcome.REFUSED}'
         WHEN EXISTS (SELECT 1 FROM candidate) THEN '{Outcome.CONFLICT}'
-        WHEN EXISTS (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND n.rested AND n.busy_until <= %(now)s)
-          OR EXISTS (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(now)s)
+        -- Free numbers that SKIP LOCKED passed over. Ordered like their indexes, so that those are
+        -- read (an exhausted pool's probe is one index page, not a scan of the pool).
+        WHEN (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND n.rested AND n.busy_until <= %(now)s
+              ORDER BY n.acquired_at, n.id LIMIT 1) IS NOT NULL
+          OR (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(now)s
+              ORDER BY n.busy_until, n.id LIMIT 1) IS NOT NULL
             THEN '{Outcome.BUSY}'
         ELSE '{Outcome.NONE}'
     END
@@ -303,11 +307,18 @@ class _PostgresSteps:
             "params": Jsonb(ask.params),
             "may_claim": ask.may_claim,
         }
-        # Planned per execution on purpose: a generic plan made while the lease table is small (a new
-        # deployment) would keep scanning it whole long after it has grown.
-        with connection.cursor() as cursor:
-            cursor.execute(HOLD_SQL, args)
-            number, lease_id, outcome = cursor.fetchone()
+        # Prepared once per connection (planning this statement costs more than running it). PostgreSQL
+        # re-plans a prepared statement whenever the statistics of its tables change, so a plan made
+        # while the tables were small does not outlive their growth; every probe is ordered like its
+        # index, so generic and custom plans read the same indexes. Django's cursors bind on the
+        # client and cannot prepare: this one binds on the server.
+        import psycopg
+
+        with connection.wrap_database_errors:
+            connection.ensure_connection()
+            with psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(HOLD_SQL, args, prepare=True)
+                number, lease_id, outcome = cursor.fetchone()
         return Step(Outcome(outcome), number, lease_id)
 
 

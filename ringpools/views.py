@@ -128,9 +128,16 @@ def _script(text: str, status: int) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/javascript; charset=utf-8")
 
 
-@require_GET
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    return error_response(404, "not_found", "No such endpoint: see /api/v1/ringpools/<key>/numbers.")
+
+
 def tag(request: HttpRequest, pool_key: str) -> HttpResponse:
     """GET /tag/<key>.js: the script landing pages include. Always JavaScript, even as an error."""
+    if request.method not in ("GET", "HEAD"):
+        response = _script("/* RingPool: use GET */\n", 405)
+        response["Allow"] = "GET, HEAD"
+        return response
     try:
         pool = handout_pool(pool_key)
     except DatabaseFailure:
