@@ -311,12 +311,17 @@ class _PostgresSteps:
         # re-plans a prepared statement whenever the statistics of its tables change, so a plan made
         # while the tables were small does not outlive their growth; every probe is ordered like its
         # index, so generic and custom plans read the same indexes. Django's cursors bind on the
-        # client and cannot prepare: this one binds on the server.
+        # client and cannot prepare: this one binds on the server. Django turns psycopg's preparing
+        # off (prepare_threshold None); a threshold no statement reaches keeps its automatic
+        # preparing off and lets this explicit one through.
         import psycopg
 
         with connection.wrap_database_errors:
             connection.ensure_connection()
-            with psycopg.Cursor(connection.connection) as cursor:
+            raw = connection.connection
+            if raw.prepare_threshold is None:
+                raw.prepare_threshold = 2**31
+            with psycopg.Cursor(raw) as cursor:
                 cursor.execute(HOLD_SQL, args, prepare=True)
                 number, lease_id, outcome = cursor.fetchone()
         return Step(Outcome(outcome), number, lease_id)
