@@ -190,6 +190,7 @@ class Server:
             ],
             cwd=ROOT,
             env=self.env,
+            stderr=subprocess.DEVNULL,  # a warning per 400 or 429 answer
         )
         try:
             wait_for(self.base + "/healthz")  # never redirected to HTTPS

@@ -279,8 +279,6 @@ SELECT
         WHEN EXISTS (SELECT 1 FROM ended) THEN '{Outcome.ENDED}'
         WHEN NOT %(may_claim)s THEN '{Outcome.REFUSED}'
         WHEN EXISTS (SELECT 1 FROM candidate) THEN '{Outcome.CONFLICT}'
-        -- Free numbers that SKIP LOCKED passed over. Ordered like their indexes, so that those are
-        -- read (an exhausted pool's probe is one index page, not a scan of the pool).
         WHEN (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND n.rested AND n.busy_until <= %(now)s
               ORDER BY n.acquired_at, n.id LIMIT 1) IS NOT NULL
           OR (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(now)s
@@ -290,6 +288,12 @@ SELECT
     END
 FROM (SELECT 1) AS one LEFT JOIN renewed ON true LEFT JOIN claimed ON true
 """
+# The BUSY probes look for free numbers that SKIP LOCKED passed over. Every probe is ordered like its
+# index, so that index is what the plan reads (an exhausted pool's probe is one index page, not a scan
+# of the pool), in a generic plan as in a custom one.
+# One line, no comments: psycopg caches the conversion of statements shorter than 4 KB only.
+HOLD_SQL = re.sub(r"\s+", " ", HOLD_SQL).strip()
+assert len(HOLD_SQL) < 4096, len(HOLD_SQL)
 
 
 class _PostgresSteps:
