@@ -106,6 +106,15 @@ class HandoutFigures:
             self._pending.counts[(pool_id, hour_of(moment))][0] += 1
         self._written_soon()
 
+    def number_presented(self, number_id: int | None, moment: datetime) -> None:
+        """A number shown without a write of its row (a renewal a moment after the last one)."""
+        if number_id is None:
+            return
+        with self._lock:
+            presented = self._pending.last_presented
+            presented[number_id] = max(moment, presented.get(number_id, moment))
+        self._written_soon()
+
     def overflowed(
         self, pool_id: int, moment: datetime, *, counted: int, overflow_number_id: int | None
     ) -> None:

@@ -47,6 +47,8 @@ from ringpools.selectors import HandoutPool
 
 # After the page says goodbye, the number stays with the visitor this long (a reload, the next page).
 GOODBYE_GRACE = timedelta(seconds=20)
+# A live lease is extended at most this often (and a tenth of its length at most): renewal_slack().
+RENEWAL_WRITE_EVERY = timedelta(seconds=60)
 # Numbers found rested and flagged by one claim at most; more wait for the next claims.
 BACKLOG_FLAGGED = 32
 # Rounds of one hand-out: a visitor's other request won (conflict), its number left service (ended),
@@ -55,6 +57,7 @@ ATTEMPTS = 8
 
 
 class Outcome(StrEnum):
+    KEPT = "kept"  # the live lease was extended a moment ago: same number, nothing written
     RENEWED = "renewed"
     CLAIMED = "claimed"
     ENDED = "ended"  # the live lease's number left service: the lease ended; ask again
@@ -79,6 +82,7 @@ class Ask:
     now: datetime
     expires: datetime
     rested_before: datetime
+    fresh_until: datetime  # a live lease ending after this was extended a moment ago
     may_claim: bool
 
 
@@ -87,6 +91,8 @@ class Step:
     outcome: Outcome
     number: str | None = None
     lease_id: int | None = None
+    expires_at: datetime | None = None  # KEPT: the lease's expiry, left as it is
+    number_id: int | None = None  # KEPT: its last_presented_at goes with the figures
 
 
 @dataclass(frozen=True)
@@ -122,19 +128,22 @@ def present_number(
         now=now,
         expires=now + timedelta(seconds=pool.lease_seconds),
         rested_before=now - timedelta(seconds=settings.RINGPOOL_HANDOUT_COOLDOWN_SECONDS),
+        fresh_until=now + timedelta(seconds=pool.lease_seconds) - renewal_slack(pool.lease_seconds),
         may_claim=may_claim,
     )
     counted = 0 if keepalive else 1
     steps = steps_for_database()
     for attempt in range(ATTEMPTS):
         step = steps.hold(ask)
-        if step.outcome in (Outcome.RENEWED, Outcome.CLAIMED):
+        if step.outcome in (Outcome.KEPT, Outcome.RENEWED, Outcome.CLAIMED):
             if counted:
                 handout_figures.presented(pool.id, now)
+            if step.outcome == Outcome.KEPT:
+                handout_figures.number_presented(step.number_id, now)
             return Presentation(
                 number=str(step.number),
                 kind=PresentationKind.PROMO,
-                expires_at=ask.expires,
+                expires_at=step.expires_at or ask.expires,
                 lease_id=step.lease_id,
                 claimed=step.outcome == Outcome.CLAIMED,
             )
@@ -151,6 +160,13 @@ def present_number(
             number=pool.overflow_number or "", kind=PresentationKind.OVERFLOW, expires_at=None
         )
     return Presentation(number=pool.destination_number, kind=PresentationKind.DESTINATION, expires_at=None)
+
+
+def renewal_slack(lease_seconds: int) -> timedelta:
+    """A renewal this soon after the last extension keeps the lease as it is and writes nothing: tabs
+    opened at once, reloads and keep-alives then cost no commit. The lease ends at most this much
+    earlier than a write per renewal would make it; the number's last_presented_at stays exact."""
+    return min(RENEWAL_WRITE_EVERY, timedelta(seconds=lease_seconds // 10))
 
 
 def steps_for_database() -> type[_PostgresSteps] | type[_OrmSteps]:
@@ -195,7 +211,7 @@ def _literal(value: str) -> str:
 _L = Lease._meta.db_table
 _N = PromoNumber._meta.db_table
 _ROTATING = (
-    f"n.pool_id = %(pool)s AND n.state = {_literal(NumberState.ACTIVE)} "
+    f"n.pool_id = %(p)s AND n.state = {_literal(NumberState.ACTIVE)} "
     f"AND n.role = {_literal(NumberRole.ROTATING)}"
 )
 # A renewal keeps the number only while it is still this lease's, active and rotating in this pool.
@@ -204,46 +220,58 @@ _USABLE = (
     "AND n.pool_id = l.pool_id AND n.busy_until = l.expires_at"
 )
 
-# Renew the visitor's live lease; or end it if its number left service; or (no live lease) claim a
-# number in the order of SPEC §3.3 and lease it. One row: (number, lease id, outcome).
+# Parameters, one letter each to keep the text under 4 KB (below): p pool, v visitor, t now,
+# e the lease's new expiry, r rested before (now - cool-down), f fresh until (a lease ending after
+# this was extended a moment ago), m may claim, u page URL, j params.
+# Keep the visitor's live lease if it was extended a moment ago (no lock, no write); else renew it;
+# or end it if its number left service; or (no live lease) claim a number in the order of SPEC §3.3
+# and lease it. One row: (number, lease id, kept lease's expiry, kept number's id, outcome).
 HOLD_SQL = f"""
-WITH cur AS (
+WITH fresh AS (
+    SELECT l.id, l.expires_at, n.id AS number_id, n.number
+    FROM {_L} l JOIN {_N} n ON n.id = l.number_id
+    WHERE l.pool_id = %(p)s AND l.visitor_id = %(v)s AND l.expires_at >= %(f)s
+      AND {_USABLE}
+    ORDER BY l.expires_at DESC
+    LIMIT 1
+), cur AS (
     SELECT l.id, n.id AS number_id, ({_USABLE}) AS usable
     FROM {_L} l JOIN {_N} n ON n.id = l.number_id
-    WHERE l.pool_id = %(pool)s AND l.visitor_id = %(visitor)s AND l.expires_at > %(now)s
+    WHERE l.pool_id = %(p)s AND l.visitor_id = %(v)s AND l.expires_at > %(t)s
+      AND NOT EXISTS (SELECT 1 FROM fresh)
     ORDER BY l.expires_at DESC
     LIMIT 1
     FOR UPDATE OF l, n
 ), renewed AS (
-    UPDATE {_N} n SET busy_until = %(expires)s, last_presented_at = %(now)s
+    UPDATE {_N} n SET busy_until = %(e)s, last_presented_at = %(t)s
     FROM cur WHERE n.id = cur.number_id AND cur.usable
     RETURNING n.number, cur.id AS lease_id
 ), renewed_lease AS (
-    UPDATE {_L} l SET expires_at = %(expires)s, released_at = NULL
+    UPDATE {_L} l SET expires_at = %(e)s, released_at = NULL
     FROM renewed WHERE l.id = renewed.lease_id
 ), ended AS (
-    UPDATE {_L} l SET expires_at = GREATEST(%(now)s, l.started_at)
+    UPDATE {_L} l SET expires_at = GREATEST(%(t)s, l.started_at)
     FROM cur WHERE l.id = cur.id AND NOT cur.usable
     RETURNING l.id
 ), wanted AS (
-    SELECT 1 WHERE %(may_claim)s AND NOT EXISTS (SELECT 1 FROM cur)
+    SELECT 1 WHERE %(m)s AND NOT EXISTS (SELECT 1 FROM cur) AND NOT EXISTS (SELECT 1 FROM fresh)
 ), backlog AS (
     SELECT n.id, n.acquired_at FROM {_N} n
-    WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(rested_before)s
+    WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(r)s
       AND EXISTS (SELECT 1 FROM wanted)
     ORDER BY n.busy_until, n.id
     LIMIT {BACKLOG_FLAGGED}
     FOR UPDATE SKIP LOCKED
 ), first_rested AS (
     SELECT n.id, n.acquired_at FROM {_N} n
-    WHERE {_ROTATING} AND n.rested AND n.busy_until <= %(rested_before)s
+    WHERE {_ROTATING} AND n.rested AND n.busy_until <= %(r)s
       AND EXISTS (SELECT 1 FROM wanted)
     ORDER BY n.acquired_at, n.id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 ), released_longest_ago AS (
     SELECT n.id FROM {_N} n
-    WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(now)s
+    WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(t)s
       AND EXISTS (SELECT 1 FROM wanted)
       AND NOT EXISTS (SELECT 1 FROM backlog) AND NOT EXISTS (SELECT 1 FROM first_rested)
     ORDER BY n.busy_until, n.id
@@ -259,11 +287,11 @@ WITH cur AS (
     LIMIT 1
 ), new_lease AS (
     INSERT INTO {_L} (pool_id, number_id, visitor_id, page_url, params, started_at, expires_at)
-    SELECT %(pool)s, id, %(visitor)s, %(page_url)s, %(params)s, %(now)s, %(expires)s FROM candidate
+    SELECT %(p)s, id, %(v)s, %(u)s, %(j)s, %(t)s, %(e)s FROM candidate
     ON CONFLICT DO NOTHING
     RETURNING id, number_id
 ), claimed AS (
-    UPDATE {_N} n SET busy_until = %(expires)s, last_presented_at = %(now)s, rested = false
+    UPDATE {_N} n SET busy_until = %(e)s, last_presented_at = %(t)s, rested = false
     FROM new_lease WHERE n.id = new_lease.number_id
     RETURNING n.number, new_lease.id AS lease_id
 ), flagged AS (
@@ -271,22 +299,25 @@ WITH cur AS (
     FROM backlog WHERE n.id = backlog.id AND n.id NOT IN (SELECT id FROM candidate)
 )
 SELECT
-    coalesce(renewed.number, claimed.number),
-    coalesce(renewed.lease_id, claimed.lease_id),
+    coalesce(fresh.number, renewed.number, claimed.number),
+    coalesce(fresh.id, renewed.lease_id, claimed.lease_id),
+    fresh.expires_at,
+    fresh.number_id,
     CASE
+        WHEN fresh.id IS NOT NULL THEN '{Outcome.KEPT}'
         WHEN renewed.lease_id IS NOT NULL THEN '{Outcome.RENEWED}'
         WHEN claimed.lease_id IS NOT NULL THEN '{Outcome.CLAIMED}'
         WHEN EXISTS (SELECT 1 FROM ended) THEN '{Outcome.ENDED}'
-        WHEN NOT %(may_claim)s THEN '{Outcome.REFUSED}'
+        WHEN NOT %(m)s THEN '{Outcome.REFUSED}'
         WHEN EXISTS (SELECT 1 FROM candidate) THEN '{Outcome.CONFLICT}'
-        WHEN (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND n.rested AND n.busy_until <= %(now)s
+        WHEN (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND n.rested AND n.busy_until <= %(t)s
               ORDER BY n.acquired_at, n.id LIMIT 1) IS NOT NULL
-          OR (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(now)s
+          OR (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(t)s
               ORDER BY n.busy_until, n.id LIMIT 1) IS NOT NULL
             THEN '{Outcome.BUSY}'
         ELSE '{Outcome.NONE}'
     END
-FROM (SELECT 1) AS one LEFT JOIN renewed ON true LEFT JOIN claimed ON true
+FROM (SELECT 1) AS one LEFT JOIN fresh ON true LEFT JOIN renewed ON true LEFT JOIN claimed ON true
 """
 # The BUSY probes look for free numbers that SKIP LOCKED passed over. Every probe is ordered like its
 # index, so that index is what the plan reads (an exhausted pool's probe is one index page, not a scan
@@ -302,14 +333,15 @@ class _PostgresSteps:
         from psycopg.types.json import Jsonb
 
         args = {
-            "pool": ask.pool.id,
-            "visitor": ask.visitor_id,
-            "now": ask.now,
-            "expires": ask.expires,
-            "rested_before": ask.rested_before,
-            "page_url": ask.page_url,
-            "params": Jsonb(ask.params),
-            "may_claim": ask.may_claim,
+            "p": ask.pool.id,
+            "v": ask.visitor_id,
+            "t": ask.now,
+            "e": ask.expires,
+            "r": ask.rested_before,
+            "f": ask.fresh_until,
+            "m": ask.may_claim,
+            "u": ask.page_url,
+            "j": Jsonb(ask.params),
         }
         # Prepared once per connection (planning this statement costs more than running it). PostgreSQL
         # re-plans a prepared statement whenever the statistics of its tables change, so a plan made
@@ -327,8 +359,8 @@ class _PostgresSteps:
                 raw.prepare_threshold = 2**31
             with psycopg.Cursor(raw) as cursor:
                 cursor.execute(HOLD_SQL, args, prepare=True)
-                number, lease_id, outcome = cursor.fetchone()
-        return Step(Outcome(outcome), number, lease_id)
+                number, lease_id, expires_at, number_id, outcome = cursor.fetchone()
+        return Step(Outcome(outcome), number, lease_id, expires_at, number_id)
 
 
 # --- Any database: the same steps through the ORM -------------------------------------------------
@@ -338,6 +370,24 @@ class _OrmSteps:
     @staticmethod
     @transaction.atomic
     def hold(ask: Ask) -> Step:
+        fresh = (
+            Lease.objects.filter(
+                pool_id=ask.pool.id,
+                visitor_id=ask.visitor_id,
+                expires_at__gte=ask.fresh_until,
+                number__state=NumberState.ACTIVE,
+                number__role=NumberRole.ROTATING,
+                number__pool_id=ask.pool.id,
+                number__busy_until=F("expires_at"),
+            )
+            .order_by("-expires_at")
+            .values("id", "expires_at", "number_id", "number__number")
+            .first()
+        )
+        if fresh is not None:
+            return Step(
+                Outcome.KEPT, fresh["number__number"], fresh["id"], fresh["expires_at"], fresh["number_id"]
+            )
         lease = (
             Lease.objects.filter(pool_id=ask.pool.id, visitor_id=ask.visitor_id, expires_at__gt=ask.now)
             .order_by("-expires_at")

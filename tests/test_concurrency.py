@@ -6,6 +6,7 @@ import json
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from django.db import connection, connections
@@ -13,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from ringpools import handout
-from ringpools.models import Lease
+from ringpools.models import Lease, PromoNumber
 from tests.factories import PromoNumberFactory, RingPoolFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -154,9 +155,15 @@ def test_simultaneous_renewals_of_one_lease_keep_the_number_and_never_overflow(i
     number = mine.json()["number"]
     body = {"visitor_id": "returning-0001", "keepalive": True}
     for round_ in range(ROUNDS // 4):
+        # Extended five minutes ago: every renewal of the storm takes the locked, writing path.
+        lease = Lease.objects.get(visitor_id="returning-0001")
+        older = lease.expires_at - timedelta(minutes=5)
+        PromoNumber.objects.filter(pk=lease.number_id).update(busy_until=older)
+        Lease.objects.filter(pk=lease.pk).update(expires_at=older)
         answers = ask_all_at_once(pool.key, [body] * SAME_VISITOR, executor)
         assert {(a["kind"], a["number"]) for a in answers} == {("promo", number)}, f"round {round_}"
     assert len(live_leases("returning-0001")) == 1
+    assert Lease.objects.get(visitor_id="returning-0001").expires_at > timezone.now() + timedelta(minutes=29)
 
 
 def test_visitors_racing_for_the_last_number_get_it_once_and_the_rest_overflow(implementation, executor):

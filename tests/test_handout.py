@@ -63,6 +63,22 @@ def test_the_same_visitor_keeps_the_number_and_the_lease_slides(implementation):
     assert PromoNumber.objects.get(number=first.number).last_presented_at == T0 + timedelta(minutes=29)
 
 
+def test_renewals_a_moment_apart_keep_the_lease_as_it_is_but_mark_the_number_presented(implementation):
+    pool = pool_with(2, lease_seconds=1800)
+    with time_machine.travel(T0, tick=False):
+        first = ask(pool, "visitor-aaaa")
+    slack = handout.renewal_slack(1800)
+    with time_machine.travel(T0 + slack, tick=False):
+        kept = ask(pool, "visitor-aaaa", keepalive=True)
+    assert (kept.number, kept.expires_at) == (first.number, T0 + timedelta(minutes=30))
+    assert Lease.objects.get(visitor_id="visitor-aaaa").expires_at == T0 + timedelta(minutes=30)
+    assert PromoNumber.objects.get(number=first.number).last_presented_at == T0 + slack
+    with time_machine.travel(T0 + slack + timedelta(seconds=1), tick=False):
+        renewed = ask(pool, "visitor-aaaa", keepalive=True)
+    assert renewed.expires_at == T0 + slack + timedelta(seconds=1, minutes=30)
+    assert Lease.objects.get(visitor_id="visitor-aaaa").expires_at == renewed.expires_at
+
+
 def test_two_visitors_get_different_numbers(implementation):
     pool = pool_with(2)
     with time_machine.travel(T0, tick=False):
