@@ -168,3 +168,46 @@ def test_two_web_processes_share_the_limits_through_redis(settings):
         assert process.returncode == 0
         allowed += json.loads(out)
     assert allowed.count(True) == 6 and allowed.count(False) == 4
+
+
+CLAIM_IN_ANOTHER_PROCESS = """
+import django, json, sys
+django.setup()
+from ringpools.ratelimit import RedisLimiter
+limiter = RedisLimiter(sys.argv[1])
+now = float(sys.argv[2])
+verdicts = []
+for _ in range(int(sys.argv[3])):
+    verdict = limiter.check(address="203.0.113.60", visitor="1:visitor-" + sys.argv[4], now=now)
+    verdicts.append(verdict.may_claim)
+    if verdict.may_claim:
+        limiter.claimed(address="203.0.113.60", now=now)
+limiter.check(address="203.0.113.60", visitor="1:visitor-" + sys.argv[4], now=now)  # sends the last claim
+print(json.dumps(verdicts))
+"""
+
+
+@pytest.mark.redis
+def test_new_visitor_claims_are_counted_across_web_processes(settings):
+    import time
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "RINGPOOL_RATE_LIMIT_NEW_VISITORS_PER_ADDRESS": "4",
+        "RINGPOOL_RATE_LIMIT_WINDOW_SECONDS": "3600",
+    }
+    moment = str(time.time() + 7200)  # a window no other test has counted in
+    answers = []
+    for name in ("first", "second"):  # one after the other: the second sees every claim of the first
+        done = subprocess.run(
+            [sys.executable, "-c", CLAIM_IN_ANOTHER_PROCESS, settings.CELERY_BROKER_URL, moment, "3", name],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        answers.append(json.loads(done.stdout))
+    assert answers == [[True, True, True], [True, False, False]]
