@@ -208,22 +208,31 @@ class Server:
         result = wrk(self.base + path, script, seconds, self.args.connections, env)
         gunicorn_after, postgres_after = self._cpu_ticks()
         to_ms = 1000 / CLOCK_TICKS
-        return Phase(name, result, (gunicorn_after - gunicorn) * to_ms, (postgres_after - postgres) * to_ms)
+        # Per process seen at both ends: a backend or worker that came or went is left out.
+        return Phase(
+            name,
+            result,
+            sum(gunicorn_after[pid] - gunicorn[pid] for pid in gunicorn.keys() & gunicorn_after.keys())
+            * to_ms,
+            sum(postgres_after[pid] - postgres[pid] for pid in postgres.keys() & postgres_after.keys())
+            * to_ms,
+        )
 
-    def _cpu_ticks(self) -> tuple[int, int]:
-        workers = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
+    def _cpu_ticks(self) -> tuple[dict[int, int], dict[int, int]]:
         import psycopg
 
+        workers = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
         url = self.env["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(url, autocommit=True) as conn:
             backends = [
                 r[0]
-                for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [self.database])
+                for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                    [self.database],
+                )
             ]
-        return (
-            sum(cpu_ticks(int(pid)) for pid in [self.process.pid, *workers.stdout.split()]),
-            sum(cpu_ticks(pid) for pid in backends),
-        )
+        web = [self.process.pid, *(int(pid) for pid in workers.stdout.split())]
+        return {pid: cpu_ticks(pid) for pid in web}, {pid: cpu_ticks(pid) for pid in backends}
 
 
 def cpu_ticks(pid: int) -> int:
