@@ -18,8 +18,9 @@ def allow_pool_origins(sender: object, request: HttpRequest, **kwargs: object) -
         match = resolve(request.path_info)
     except Resolver404:
         return False
+    # Only the API: the tag is served to any origin and needs no preflight.
     key = match.kwargs.get("pool_key")
-    if not key:
+    if not key or match.url_name not in ("ringpool-numbers", "ringpool-release"):
         return False
     try:
         pool = handout_pool(key)

@@ -340,3 +340,11 @@ def test_a_database_that_cannot_answer_gives_a_json_503_on_every_public_endpoint
     tag = client.get(f"/tag/{key}.js", headers=headers)
     assert tag.status_code == 503 and tag["Content-Type"].startswith("text/javascript")
     assert client.get("/healthz").status_code == 503
+
+
+def test_the_tag_answers_a_preflight_with_javascript_not_cors(client, pool):
+    response = client.options(
+        f"/tag/{pool.key}.js", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"}
+    )
+    assert response.status_code == 405 and response["Content-Type"].startswith("text/javascript")
+    assert "Access-Control-Allow-Methods" not in response
