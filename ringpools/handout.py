@@ -11,7 +11,8 @@ Invariants, and what keeps them:
    SQLite (the demo) serialises whole hand-outs in IMMEDIATE transactions instead.
  - No false overflow. A request answers overflow only when its statement saw no free number at all;
    when free numbers were merely locked by other claims this instant, it asks again.
- - A renewal locks the lease and its number row, so renewals of one lease queue instead of racing.
+ - A renewal locks the lease and its number row, so renewals of one lease queue instead of racing;
+   one that comes a moment after the last extension (renewal_slack) keeps the lease as it is.
 
 Order (SPEC §3.3): among free numbers, one that has rested at least the cool-down, the pool's
 longest-serving (oldest `acquired_at`) first; only if none has, the one released longest ago. Keeping
