@@ -99,6 +99,7 @@ def main() -> int:
     base_env = {**env, "BENCH_OUT": str(out), "BENCH_NEW_SHARE": str(args.new_share)}
     phases: list[Phase] = []
     with Server(args, env, database_url) as server:
+        vacuumed = server.autovacuum_runs()
 
         def run(name: str, script: str, path: str, seconds: int, **extra: str) -> Phase:
             # The phase's first word tags its visitor ids (which allow only A-Z, a-z, 0-9, _ and -).
@@ -149,6 +150,7 @@ def main() -> int:
             )
         )
         phases.append(run("GET /healthz (again)", "get.lua", "/healthz", args.seconds))
+        vacuumed = server.autovacuum_runs() - vacuumed
     with Server(args, {**env, "RINGPOOL_RATE_LIMIT_URL": "off"}, database_url) as server:
         server.measure("warm-up", "get.lua", "/healthz", 2, base_env)
         unlimited_health = server.measure(
@@ -162,6 +164,7 @@ def main() -> int:
             {**base_env, "BENCH_MODE": "new", "BENCH_POOL_KEYS": keys["big2"], "BENCH_PHASE": "nolimit"},
         )
     report(phases, unlimited_health, unlimited, out, args)
+    print(f"autovacuum/autoanalyze runs on the bench tables during the phases: {vacuumed}")
     print(f"whole run: {time.monotonic() - started:.0f}s")
     shutil.rmtree(out, ignore_errors=True)
     return 0
@@ -203,6 +206,16 @@ class Server:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
 
+    def autovacuum_runs(self) -> int:
+        import psycopg
+
+        url = self.env["DATABASE_URL"]
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_user_tables"
+            ).fetchone()
+        return int(row[0])
+
     def measure(self, name: str, script: str, path: str, seconds: int, env: dict) -> Phase:
         gunicorn, postgres = self._cpu_ticks()
         result = wrk(self.base + path, script, seconds, self.args.connections, env)
@@ -227,7 +240,8 @@ class Server:
             backends = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend'",  # not autovacuum: it is reported apart
                     [self.database],
                 )
             ]
