@@ -1,4 +1,5 @@
-"""The client address sign-in throttling (django-axes) counts failures against."""
+"""The client's address as the trusted proxies report it: sign-in throttling (django-axes) counts
+failures against it, and the visitor API's rate limits build on it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ def client_ip(request: HttpRequest) -> str:
     Each trusted proxy appends the address it received the request from to X-Forwarded-For, so the
     client's address is the n-th entry from the right; entries further left are the client's own words.
     """
-    hops = settings.RINGPOOL_TRUSTED_PROXY_COUNT
+    hops = settings.RINGPOOL_TRUSTED_PROXY_HOPS
     if hops > 0:
         forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
         forwarded = [part for part in forwarded if part]

@@ -1,11 +1,23 @@
-"""Benchmark of the hand-out against a constant JSON answer, on one gunicorn, in the same run.
+"""Benchmark of the visitor API in a rush, against /healthz on the same gunicorn, in one run.
 
-    python bench/handout.py [--pools 100] [--numbers 200] [--connections 32] [--seconds 20] [--workers 4]
+    python bench/handout.py [--seconds 10] [--connections 32] [--workers 3] [--port 8765]
 
-Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/ringpool_bench — the
-database is dropped and re-created) and wrk (apt-get install wrk). Prints requests/s and p50/p99 for
-GET /livez and POST /api/v1/ringpools/<key>/numbers, their ratio, the 5xx count, and the double-holds
+Needs PostgreSQL and wrk (apt-get install wrk); uses Redis for the rate limits when it answers.
+BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/ringpool_bench) is dropped and
+re-created and seeded: one pool of 20,000 free numbers (the promo path), one pool whose 500 numbers
+are all held (the overflow path), 100 pools of 200 numbers (the 30/70 mix). BENCH_RATE_LIMIT_URL
+(default redis://127.0.0.1:6379/15) holds the rate-limit counters.
+
+Production settings (DEBUG off, HTTPS through a TLS proxy: X-Forwarded-Proto https, a different
+X-Forwarded-For per request, one trusted proxy hop). Phases, each --seconds after a short warm-up:
+GET /healthz; new visitors on the 20,000-number pool; new visitors on the exhausted pool; the mix;
+a flood of new visitors from one address (must get 429s); /healthz again. Then a second gunicorn with
+rate limits off serves the promo path again: the limiter's cost.
+
+Prints, per phase: req/s, p50/p99, ratio to /healthz, non-2xx, 5xx, 429s, and CPU milliseconds per
+request in gunicorn and in PostgreSQL (the backends of the bench database); then the double-holds
 found by checking every promo answer (two visitors told they hold one number at overlapping times).
+About 2 minutes with the defaults, most of it the phases.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import tempfile
 import time
 import urllib.request
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -30,18 +43,34 @@ from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
+BIG_POOL_NUMBERS = 20_000
+FULL_POOL_NUMBERS = 500
+MIX_POOLS, MIX_NUMBERS = 100, 200
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Phase:
+    name: str
+    result: dict
+    gunicorn_cpu_ms: float
+    postgres_cpu_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.result["requests"] / self.result["seconds"]
+
+    def cpu_per_request(self, ms: float) -> float:
+        return ms / max(self.result["requests"], 1)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pools", type=int, default=100)
-    parser.add_argument("--numbers", type=int, default=200)
+    parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers")
-    parser.add_argument("--new-share", type=float, default=0.3, help="share of requests from new visitors")
+    parser.add_argument("--new-share", type=float, default=0.3, help="share of new visitors in the mix")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--sql", action="append", default=[], help="SQL to run after seeding (experiments)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -53,85 +82,219 @@ def main() -> int:
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_hex(32),
         "RINGPOOL_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "SECURE_SSL_REDIRECT": "0",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "ERROR",
+        "BEHIND_TLS_PROXY": "1",
+        "RINGPOOL_TRUSTED_PROXY_HOPS": "1",
+        "RINGPOOL_RATE_LIMIT_URL": os.environ.get("BENCH_RATE_LIMIT_URL", "redis://127.0.0.1:6379/15"),
     }
+    started = time.monotonic()
     recreate_database(database_url)
-    run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], env)
-    keys = seed(env, args.pools, args.numbers, args.sql)
-    print(f"seeded {args.pools} pools x {args.numbers} numbers")
-
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{args.port}",
-            "--workers",
-            str(args.workers),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
     )
-    try:
-        wait_for(f"http://127.0.0.1:{args.port}/livez")
-        out = Path(tempfile.mkdtemp(prefix="ringpool-bench-"))
-        wrk_env = {
-            **env,
-            "BENCH_POOL_KEYS": ",".join(keys),
-            "BENCH_NEW_SHARE": str(args.new_share),
-            "BENCH_OUT": str(out),
-        }
-        base = f"http://127.0.0.1:{args.port}"
-        # Warm both paths (connections, caches), then measure the baseline, the hand-out, the baseline again.
-        wrk(base + "/livez", "livez.lua", 3, args.connections, wrk_env)
-        wrk(base + "/api/v1/ringpools/x/numbers", "handout.lua", 3, args.connections, wrk_env)
-        for f in out.glob("holds-*.txt"):
-            f.unlink()
-        live_1 = wrk(base + "/livez", "livez.lua", args.seconds, args.connections, wrk_env)
-        handout = wrk(
-            base + "/api/v1/ringpools/x/numbers", "handout.lua", args.seconds, args.connections, wrk_env
-        )
-        live_2 = wrk(base + "/livez", "livez.lua", args.seconds, args.connections, wrk_env)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-
-    holds, promo_answers, visitors = double_holds(out)
-    baseline_rps = (rps(live_1) + rps(live_2)) / 2
-    print()
-    print(f"{'endpoint':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
-    for name, result in (
-        ("GET /livez (before)", live_1),
-        ("POST hand-out", handout),
-        ("GET /livez (after)", live_2),
-    ):
-        print(
-            f"{name:<34}{rps(result):>10.0f}{result['p50_ms']:>10.2f}{result['p99_ms']:>10.2f}"
-            f"{result['non_2xx']:>10}"
-        )
-    print()
-    print(f"ratio hand-out / livez: {rps(handout) / baseline_rps:.2f}")
-    print(f"promo answers checked: {promo_answers} for {visitors} visitors; double-holds: {holds}")
+    keys = seed(env)
     print(
-        f"config: {args.pools} pools x {args.numbers} numbers, {args.connections} connections, "
-        f"{args.workers} gunicorn workers, {args.seconds}s each, new-visitor share {args.new_share}"
+        f"seeded in {time.monotonic() - started:.0f}s: a pool of {BIG_POOL_NUMBERS:,} free numbers, "
+        f"a pool of {FULL_POOL_NUMBERS} held numbers, {MIX_POOLS} pools x {MIX_NUMBERS} numbers"
     )
+    out = Path(tempfile.mkdtemp(prefix="ringpool-bench-"))
+    base_env = {**env, "BENCH_OUT": str(out), "BENCH_NEW_SHARE": str(args.new_share)}
+    phases: list[Phase] = []
+    with Server(args, env, database_url) as server:
+        vacuumed = server.autovacuum_runs()
+
+        def run(name: str, script: str, path: str, seconds: int, **extra: str) -> Phase:
+            # The phase's first word tags its visitor ids (which allow only A-Z, a-z, 0-9, _ and -).
+            tag = "".join(c for c in name.split(":")[0].split()[0] if c.isalnum()) + str(len(phases))
+            return server.measure(name, script, path, seconds, {**base_env, **extra, "BENCH_PHASE": tag})
+
+        run("warm-up", "get.lua", "/healthz", 2)
+        run("warm-up", "visitors.lua", "/", 2, BENCH_MODE="mix", BENCH_POOL_KEYS=",".join(keys["mix"]))
+        phases.append(run("GET /healthz", "get.lua", "/healthz", args.seconds))
+        phases.append(
+            run(
+                "promo: new visitors, 20k pool",
+                "visitors.lua",
+                "/",
+                args.seconds,
+                BENCH_MODE="new",
+                BENCH_POOL_KEYS=keys["big"],
+            )
+        )
+        phases.append(
+            run(
+                "overflow: exhausted pool",
+                "visitors.lua",
+                "/",
+                args.seconds,
+                BENCH_MODE="new",
+                BENCH_POOL_KEYS=keys["full"],
+            )
+        )
+        phases.append(
+            run(
+                f"mix {args.new_share:.0%} new / renewals",
+                "visitors.lua",
+                "/",
+                args.seconds,
+                BENCH_MODE="mix",
+                BENCH_POOL_KEYS=",".join(keys["mix"]),
+            )
+        )
+        phases.append(
+            run(
+                "flood: one address",
+                "visitors.lua",
+                "/",
+                max(args.seconds // 2, 2),
+                BENCH_MODE="flood",
+                BENCH_POOL_KEYS=",".join(keys["mix"][:10]),
+            )
+        )
+        phases.append(run("GET /healthz (again)", "get.lua", "/healthz", args.seconds))
+        vacuumed = server.autovacuum_runs() - vacuumed
+    with Server(args, {**env, "RINGPOOL_RATE_LIMIT_URL": "off"}, database_url) as server:
+        server.measure("warm-up", "get.lua", "/healthz", 2, base_env)
+        unlimited_health = server.measure(
+            "GET /healthz (limits off)", "get.lua", "/healthz", args.seconds, base_env
+        )
+        unlimited = server.measure(
+            "promo, rate limits off",
+            "visitors.lua",
+            "/",
+            args.seconds,
+            {**base_env, "BENCH_MODE": "new", "BENCH_POOL_KEYS": keys["big2"], "BENCH_PHASE": "nolimit"},
+        )
+    report(phases, unlimited_health, unlimited, out, args)
+    print(f"autovacuum/autoanalyze runs on the bench tables during the phases: {vacuumed}")
+    print(f"whole run: {time.monotonic() - started:.0f}s")
     shutil.rmtree(out, ignore_errors=True)
     return 0
 
 
-def rps(result: dict) -> float:
-    return result["requests"] / result["seconds"]
+class Server:
+    """gunicorn on the bench database, and the CPU its workers and the database backends spend."""
+
+    def __init__(self, args: argparse.Namespace, env: dict, database_url: str) -> None:
+        self.args, self.env, self.database = args, env, database_url.rsplit("/", 1)[1]
+        self.base = f"http://127.0.0.1:{args.port}"
+
+    def __enter__(self) -> Server:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.args.port}",
+                "--workers",
+                str(self.args.workers),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stderr=subprocess.DEVNULL,  # a warning per 400 or 429 answer
+        )
+        try:
+            wait_for(self.base + "/healthz")  # never redirected to HTTPS
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+    def autovacuum_runs(self) -> int:
+        import psycopg
+
+        url = self.env["DATABASE_URL"]
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_user_tables"
+            ).fetchone()
+        return int(row[0])
+
+    def measure(self, name: str, script: str, path: str, seconds: int, env: dict) -> Phase:
+        gunicorn, postgres = self._cpu_ticks()
+        result = wrk(self.base + path, script, seconds, self.args.connections, env)
+        gunicorn_after, postgres_after = self._cpu_ticks()
+        to_ms = 1000 / CLOCK_TICKS
+        # Per process seen at both ends: a backend or worker that came or went is left out.
+        return Phase(
+            name,
+            result,
+            sum(gunicorn_after[pid] - gunicorn[pid] for pid in gunicorn.keys() & gunicorn_after.keys())
+            * to_ms,
+            sum(postgres_after[pid] - postgres[pid] for pid in postgres.keys() & postgres_after.keys())
+            * to_ms,
+        )
+
+    def _cpu_ticks(self) -> tuple[dict[int, int], dict[int, int]]:
+        import psycopg
+
+        workers = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
+        url = self.env["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(url, autocommit=True) as conn:
+            backends = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend'",  # not autovacuum: it is reported apart
+                    [self.database],
+                )
+            ]
+        web = [self.process.pid, *(int(pid) for pid in workers.stdout.split())]
+        return {pid: cpu_ticks(pid) for pid in web}, {pid: cpu_ticks(pid) for pid in backends}
 
 
-def run(command: list[str], env: dict) -> None:
-    subprocess.run(command, cwd=ROOT, env=env, check=True)
+def cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def report(
+    phases: list[Phase], unlimited_health: Phase, unlimited: Phase, out: Path, args: argparse.Namespace
+) -> None:
+    health = (phases[0].rps + phases[-1].rps) / 2
+    health_p99 = max(phases[0].result["p99_ms"], phases[-1].result["p99_ms"])
+    print()
+    print(
+        f"{'path':<34}{'req/s':>8}{'ratio':>7}{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>9}{'5xx':>5}"
+        f"{'429':>7}{'cpu web':>9}{'cpu db':>8}"
+    )
+    for phase in [*phases, unlimited_health, unlimited]:
+        r = phase.result
+        baseline = unlimited_health.rps if phase is unlimited else health
+        print(
+            f"{phase.name:<34}{phase.rps:>8.0f}{phase.rps / baseline:>7.2f}{r['p50_ms']:>8.1f}"
+            f"{r['p99_ms']:>8.1f}{r['non_2xx']:>9}{r['errors_5xx']:>5}{r['limited']:>7}"
+            f"{phase.cpu_per_request(phase.gunicorn_cpu_ms):>9.2f}"
+            f"{phase.cpu_per_request(phase.postgres_cpu_ms):>8.2f}"
+        )
+    print("(ratio: to the mean /healthz of the same server; cpu: milliseconds per request)")
+    print()
+    floors = {"promo": 0.45, "overflow": 0.6, "mix": 0.45}
+    for phase in phases[1:4]:
+        floor = next(v for k, v in floors.items() if phase.name.startswith(k))
+        ratio = phase.rps / health
+        p99 = phase.result["p99_ms"] / health_p99
+        print(
+            f"{phase.name:<34} ratio {ratio:.2f} (floor {floor}) {'ok' if ratio >= floor else 'BELOW'}; "
+            f"p99 {p99:.1f}x healthz's (floor 2.5x) {'ok' if p99 <= 2.5 else 'ABOVE'}"
+        )
+    cost = 1 - (phases[1].rps / health) / (unlimited.rps / unlimited_health.rps)
+    print(f"rate limiter's cost on the promo path (1 - ratio with limits / ratio without): {cost:+.0%}")
+    holds, answers, visitors = double_holds(out)
+    print(f"promo answers checked: {answers} for {visitors} visitors; double-holds: {holds}")
+    print(f"config: {args.connections} connections, {args.workers} gunicorn workers, {args.seconds}s a phase")
 
 
 def recreate_database(url: str) -> None:
@@ -144,13 +307,14 @@ def recreate_database(url: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def seed(env: dict, pools: int, numbers: int, experiments: list[str]) -> list[str]:
+def seed(env: dict) -> dict:
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY")})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
+    from django.db import connection
     from django.utils import timezone
 
     from accounts.models import Account
@@ -159,42 +323,52 @@ def seed(env: dict, pools: int, numbers: int, experiments: list[str]) -> list[st
     account = Account.objects.create(name="Bench", slug="bench")
     campaign = Campaign.objects.create(account=account, name="Bench")
     destination = DestinationNumber.objects.create(account=account, number="+18055550100")
-    created = RingPool.objects.bulk_create(
-        RingPool(
-            account=account,
-            campaign=campaign,
-            destination_number=destination,
-            name=f"Bench {i}",
-            key=f"rp_bench_{i:04d}",
-            area_code="805",
-        )
-        for i in range(pools)
-    )
-    now = timezone.now()
-    PromoNumber.objects.bulk_create(
-        (
-            PromoNumber(
-                account=account,
-                pool=pool,
-                number=f"+1{200 + p:03d}{5550000 + n:07d}",
-                number_type="local",
-                area_code=f"{200 + p:03d}",
-                acquired_at=now,
-            )
-            for p, pool in enumerate(created)
-            for n in range(numbers)
-        ),
-        batch_size=5000,
-    )
-    from django.db import connection
 
+    def pools(names: list[str]) -> list[RingPool]:
+        return RingPool.objects.bulk_create(
+            RingPool(
+                account=account,
+                campaign=campaign,
+                destination_number=destination,
+                name=name,
+                key=f"rp_bench_{name}",
+                area_code="805",
+            )
+            for name in names
+        )
+
+    mix = pools([f"{i:04d}" for i in range(MIX_POOLS)])
+    big, big2, full = pools(["big", "big2", "full"])
+    now = timezone.now()
+    serial = itertools.count()
+
+    def numbers(pool: RingPool, count: int, **fields) -> None:
+        PromoNumber.objects.bulk_create(
+            (
+                PromoNumber(
+                    account=account,
+                    pool=pool,
+                    number=f"+1{200 + n // 9_000_000:03d}{1_000_000 + n % 9_000_000:07d}",
+                    number_type="local",
+                    area_code="805",
+                    # Bought over the past year: the hand-out's "longest-serving first" has work.
+                    acquired_at=now - timedelta(minutes=(n * 7919) % 525_600),
+                    **fields,
+                )
+                for n in itertools.islice(serial, count)
+            ),
+            batch_size=5000,
+        )
+
+    for pool in mix:
+        numbers(pool, MIX_NUMBERS)
+    numbers(big, BIG_POOL_NUMBERS)
+    numbers(big2, BIG_POOL_NUMBERS)
+    numbers(full, FULL_POOL_NUMBERS, busy_until=now + timedelta(days=7), rested=False)
     with connection.cursor() as cursor:
-        for sql in experiments:
-            print(f"experiment: {sql}")
-            cursor.execute(sql)
         cursor.execute("VACUUM ANALYZE")
     connection.close()
-    return [pool.key for pool in created]
+    return {"mix": [p.key for p in mix], "big": big.key, "big2": big2.key, "full": full.key}
 
 
 def wait_for(url: str) -> None:

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "ringpools.middleware.PublicEndpointsUnavailable",  # a JSON 503 for what CORS answers itself
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -194,9 +195,37 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "account/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip"
 AXES_VERBOSE = False
-# How many proxies in front of the app append to X-Forwarded-For (the load balancer: 1). 0: trust
-# no header, use the connection's address.
-RINGPOOL_TRUSTED_PROXY_COUNT = env.int("RINGPOOL_TRUSTED_PROXY_COUNT", default=0)
+# --- Visitor API: hand-out order, hourly figures, rate limits (docs/api.md) ------------------------
+# A number handed out again only after resting this long, while rested numbers exist (SPEC §3.3):
+# a late call from its previous visitor is then still attributed to that visitor.
+RINGPOOL_HANDOUT_COOLDOWN_SECONDS = env.int(
+    "RINGPOOL_HANDOUT_COOLDOWN_SECONDS", default=RINGPOOL_LATE_CALL_GRACE_SECONDS
+)
+# Presentations, overflows and `last_overflow_at` are counted per web process and written this often
+# (a background thread; also at a clean exit). 0 writes them within each request.
+RINGPOOL_FIGURES_FLUSH_SECONDS = env.float("RINGPOOL_FIGURES_FLUSH_SECONDS", default=1.0)
+# Where the rate-limit counters live: a redis:// URL shares them across web processes; "local" keeps
+# them per process (the demo, no Redis); "off" disables limits. Default: the broker when it is Redis.
+RINGPOOL_RATE_LIMIT_URL = env(
+    "RINGPOOL_RATE_LIMIT_URL",
+    default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "local",
+)
+RINGPOOL_RATE_LIMIT_WINDOW_SECONDS = env.int("RINGPOOL_RATE_LIMIT_WINDOW_SECONDS", default=60)
+# Per window: new visitors given a number per client address (what drains a pool), all API requests
+# per client address (an office or a carrier NAT shares one), and requests per visitor id (the tag
+# renews about once a minute; a runaway script does not).
+RINGPOOL_RATE_LIMIT_NEW_VISITORS_PER_ADDRESS = env.int(
+    "RINGPOOL_RATE_LIMIT_NEW_VISITORS_PER_ADDRESS", default=30
+)
+RINGPOOL_RATE_LIMIT_REQUESTS_PER_ADDRESS = env.int("RINGPOOL_RATE_LIMIT_REQUESTS_PER_ADDRESS", default=600)
+RINGPOOL_RATE_LIMIT_REQUESTS_PER_VISITOR = env.int("RINGPOOL_RATE_LIMIT_REQUESTS_PER_VISITOR", default=30)
+# How many proxies in front of the app append to X-Forwarded-For: the client address is the entry
+# the outermost of them appended. 0 trusts no header (REMOTE_ADDR). Behind the TLS load balancer of
+# production (BEHIND_TLS_PROXY) that is one hop. Read by the API's rate limits and sign-in throttling.
+RINGPOOL_TRUSTED_PROXY_HOPS = env.int(
+    "RINGPOOL_TRUSTED_PROXY_HOPS",
+    default=1 if not DEBUG and env.bool("BEHIND_TLS_PROXY", default=True) else 0,
+)
 
 # --- CORS: per pool, decided in ringpools.signals --------------------------------------------------
 CORS_URLS_REGEX = r"^/api/v1/ringpools/.*$"

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.http import HttpRequest, JsonResponse
+from django.db import Error as DatabaseFailure
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_PARAMS_BYTES = 4 * 1024
@@ -30,6 +36,33 @@ class ApiError(Exception):
 def error_response(status: int, code: str, detail: str) -> JsonResponse:
     response = JsonResponse({"error": code, "detail": detail}, status=status)
     response["Cache-Control"] = "no-store"
+    return response
+
+
+def database_errors_as_503(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A database that cannot answer gives a JSON 503, never an HTML 500: the tag keeps the number the
+    page was written with and asks again on its next renewal; the carrier retries its webhook."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except DatabaseFailure:  # django.db.Error: OperationalError, InterfaceError, ...
+            log.exception("%r failed on the database", request.path)  # %r: no raw bytes in the log
+            return unavailable()
+
+    return wrapper
+
+
+def unavailable() -> JsonResponse:
+    return error_response(503, "unavailable", "The service cannot answer right now; try again shortly.")
+
+
+def rate_limited(retry_after: int) -> JsonResponse:
+    response = error_response(
+        429, "rate_limited", f"Too many requests from this client; try again in {retry_after} seconds."
+    )
+    response["Retry-After"] = str(retry_after)
     return response
 
 
@@ -55,11 +88,34 @@ def read_json_body(request: HttpRequest, *, allow_text_plain: bool = False) -> d
         raise ApiError(413, "body_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
     try:
         data = json.loads(body.decode("utf-8"), parse_float=_finite_float, parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError; so are huge integers
         raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+    except RecursionError:  # nesting a few thousand deep fits in 16 KB
+        raise ApiError(400, "invalid_json", "The body is nested too deeply.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    if not _valid_text(data):
+        raise ApiError(400, "invalid_json", "Text in the body must be valid Unicode (no lone surrogates).")
     return data
+
+
+def _valid_text(data: Any) -> bool:
+    """False when a string anywhere is not encodable: JSON allows lone surrogates (\\ud800), UTF-8,
+    the log and PostgreSQL's jsonb do not. A loop, not recursion: the body may be nested deeply."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return True
 
 
 def _finite_float(text: str) -> float:
@@ -104,7 +160,11 @@ def parse_number_request(data: dict[str, Any]) -> NumberRequest:
         params = {}
     if not isinstance(params, dict):
         raise ApiError(400, "invalid_params", "params must be a JSON object of names to values.")
-    if len(params) > MAX_PARAMS_KEYS or len(json.dumps(params)) > MAX_PARAMS_BYTES:
+    # Counted as stored: UTF-8 bytes, not the \\uXXXX escapes json.dumps would write for non-ASCII.
+    if (
+        len(params) > MAX_PARAMS_KEYS
+        or len(json.dumps(params, ensure_ascii=False).encode()) > MAX_PARAMS_BYTES
+    ):
         raise ApiError(
             400, "params_too_large", f"params may hold {MAX_PARAMS_KEYS} names and {MAX_PARAMS_BYTES} bytes."
         )

@@ -158,6 +158,11 @@ class PromoNumber(models.Model):
     # in the past, and the oldest busy_until has rested longest; a number never leased rests since
     # NEVER_LEASED, so it goes first. Not null, so the hand-out reads it straight off its index.
     busy_until = models.DateTimeField(default=never_leased, editable=False)
+    # Hand-out order (SPEC §3.3): free numbers that rested at least the cool-down go first, the pool's
+    # longest-serving first. "Rested" depends on the clock, which no index can follow, so the hand-out
+    # sets this flag lazily once busy_until is a cool-down in the past, and clears it on every claim;
+    # the rested numbers then sit in their own index in service order.
+    rested = models.BooleanField(default=True, editable=False)
     carrier_ref = models.CharField("carrier reference", max_length=64, blank=True)
     monthly_cost = models.DecimalField(max_digits=8, decimal_places=2, default=0)
     # Staff pin a number to keep it through month-end pruning (who, when, why).
@@ -167,7 +172,9 @@ class PromoNumber(models.Model):
     )
     pin_reason = models.CharField(max_length=200, blank=True, editable=False)
 
-    history = HistoricalRecords(excluded_fields=["last_presented_at", "last_called_at", "busy_until"])
+    history = HistoricalRecords(
+        excluded_fields=["last_presented_at", "last_called_at", "busy_until", "rested"]
+    )
 
     class Meta:
         ordering = ["number"]
@@ -206,11 +213,18 @@ class PromoNumber(models.Model):
             ),
         ]
         indexes = [
-            # The hand-out: free rotating numbers of a pool, longest-rested first.
+            # The hand-out's first choice: rested numbers of a pool, longest-serving first.
+            models.Index(
+                fields=["pool", "acquired_at", "id"],
+                name="promonumber_handout_rested",
+                condition=Q(state=NumberState.ACTIVE, role=NumberRole.ROTATING, rested=True),
+            ),
+            # Numbers in use or resting: which ones have now rested (oldest busy_until first), and
+            # the fallback when none has, the one released longest ago.
             models.Index(
                 fields=["pool", "busy_until", "id"],
-                name="promonumber_handout",
-                condition=Q(state=NumberState.ACTIVE, role=NumberRole.ROTATING),
+                name="promonumber_handout_resting",
+                condition=Q(state=NumberState.ACTIVE, role=NumberRole.ROTATING, rested=False),
             ),
         ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,9 @@ class HandoutPool:
 
 
 _cache: dict[str, tuple[float, HandoutPool | None]] = {}
+# What models.new_pool_key makes (and older keys typed by hand): anything else is no pool, answered
+# without a query (a NUL or a megabyte in the path never reaches the database or the log).
+POOL_KEY = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 def handout_pool(key: str) -> HandoutPool | None:
@@ -42,6 +46,8 @@ def handout_pool(key: str) -> HandoutPool | None:
     Every hand-out and CORS check needs these few settings; a short per-process cache spares a query
     per request. Changes made in admin reach all web processes within that many seconds.
     """
+    if not POOL_KEY.fullmatch(key):
+        return None
     ttl = settings.RINGPOOL_POOL_CACHE_SECONDS
     now = time.monotonic()
     if ttl > 0 and (hit := _cache.get(key)) is not None and hit[0] > now:

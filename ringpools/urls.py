@@ -1,11 +1,16 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from ringpools import views, webhooks
 
 urlpatterns = [
-    path("api/v1/ringpools/<str:pool_key>/numbers", views.numbers, name="ringpool-numbers"),
-    path("api/v1/ringpools/<str:pool_key>/numbers/release", views.release, name="ringpool-release"),
-    path("tag/<str:pool_key>.js", views.tag, name="ringpool-tag"),
+    # Keys are checked by the views (selectors.POOL_KEY): any text here, so that a malformed key gets
+    # the endpoint's own 404 (JSON, or JavaScript for the tag), never Django's HTML page.
+    re_path(r"^api/v1/ringpools/(?P<pool_key>[^/]*)/numbers$", views.numbers, name="ringpool-numbers"),
+    re_path(
+        r"^api/v1/ringpools/(?P<pool_key>[^/]*)/numbers/release$", views.release, name="ringpool-release"
+    ),
+    re_path(r"^api/v1/", views.api_not_found),
+    re_path(r"^tag/(?P<pool_key>.*)\.js$", views.tag, name="ringpool-tag"),
     path("webhooks/calls", webhooks.calls, name="webhook-calls"),
     path("healthz", views.healthz, name="healthz"),
     path("livez", views.livez, name="livez"),

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
+import time
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import Error as DatabaseFailure
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -14,9 +13,18 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from ringpools import phone
-from ringpools.api import ApiError, error_response, parse_number_request, read_json_body, visitor_id_from
-from ringpools.handout import present_number, release_lease
+from ringpools.api import (
+    ApiError,
+    database_errors_as_503,
+    error_response,
+    parse_number_request,
+    rate_limited,
+    read_json_body,
+    visitor_id_from,
+)
+from ringpools.handout import ClaimRefused, present_number, release_lease
 from ringpools.models import RingPool
+from ringpools.ratelimit import client_address, limiter
 from ringpools.selectors import HandoutPool, handout_pool, origin_allowed
 
 log = logging.getLogger(__name__)
@@ -34,7 +42,14 @@ def _pool_or_error(request: HttpRequest, pool_key: str) -> HandoutPool:
     return pool
 
 
-def _post_only() -> JsonResponse:
+def _not_post(request: HttpRequest, pool_key: str) -> JsonResponse:
+    # A preflight reaches the view only when CORS did not answer it: say why (404, 403, or 503 from
+    # the decorator when the pool cannot be read).
+    if request.method == "OPTIONS":
+        try:
+            _pool_or_error(request, pool_key)
+        except ApiError as error:
+            return error.response()
     response = error_response(405, "method_not_allowed", "Use POST.")
     response["Allow"] = "POST, OPTIONS"
     return response
@@ -44,42 +59,35 @@ def _own_origin(request: HttpRequest) -> str:
     return f"{request.scheme}://{request.get_host()}"
 
 
-def _database_errors_as_503(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
-    """A database that cannot answer gives the tag a JSON 503, never an HTML 500: the page keeps the
-    number it was written with, and the tag asks again on its next renewal."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except DatabaseError:
-            log.exception("%s failed on the database", request.path)
-            return error_response(
-                503, "unavailable", "The service cannot answer right now; try again shortly."
-            )
-
-    return wrapper
-
-
 @csrf_exempt
-@_database_errors_as_503
+@database_errors_as_503
 def numbers(request: HttpRequest, pool_key: str) -> JsonResponse:
     """POST /api/v1/ringpools/<key>/numbers: the number this visitor sees (SPEC §9)."""
     if request.method != "POST":
-        return _post_only()
+        return _not_post(request, pool_key)
     try:
         pool = _pool_or_error(request, pool_key)
         data = read_json_body(request)
         asked = parse_number_request(data)
     except ApiError as error:
         return error.response()
-    shown = present_number(
-        pool=pool,
-        visitor_id=asked.visitor_id,
-        page_url=asked.page_url,
-        params=asked.params,
-        keepalive=asked.keepalive,
-    )
+    limits, address, now = limiter(), client_address(request), time.time()
+    verdict = limits.check(address=address, visitor=f"{pool.id}:{asked.visitor_id}", now=now)
+    if not verdict.allowed:
+        return rate_limited(verdict.retry_after)
+    try:
+        shown = present_number(
+            pool=pool,
+            visitor_id=asked.visitor_id,
+            page_url=asked.page_url,
+            params=asked.params,
+            keepalive=asked.keepalive,
+            may_claim=verdict.may_claim,
+        )
+    except ClaimRefused:
+        return rate_limited(verdict.retry_after)
+    if shown.claimed:
+        limits.claimed(address=address, now=now)
     response = JsonResponse(
         {
             "number": shown.number,
@@ -93,34 +101,52 @@ def numbers(request: HttpRequest, pool_key: str) -> JsonResponse:
 
 
 @csrf_exempt
-@_database_errors_as_503
+@database_errors_as_503
 def release(request: HttpRequest, pool_key: str) -> JsonResponse:
     """POST /api/v1/ringpools/<key>/numbers/release: the page is going away (the tag's beacon).
 
     Accepts text/plain as well, the type `navigator.sendBeacon` sends without a CORS preflight.
     """
     if request.method != "POST":
-        return _post_only()
+        return _not_post(request, pool_key)
     try:
         pool = _pool_or_error(request, pool_key)
         data = read_json_body(request, allow_text_plain=True)
         visitor_id = visitor_id_from(data)
     except ApiError as error:
         return error.response()
+    verdict = limiter().check(
+        address=client_address(request), visitor=f"{pool.id}:{visitor_id}", now=time.time()
+    )
+    if not verdict.allowed:
+        return rate_limited(verdict.retry_after)
     released = release_lease(pool=pool, visitor_id=visitor_id)
     return JsonResponse({"released": released}, headers={"Cache-Control": "no-store"})
 
 
-@require_GET
+def _script(text: str, status: int) -> HttpResponse:
+    return HttpResponse(text, status=status, content_type="text/javascript; charset=utf-8")
+
+
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    return error_response(404, "not_found", "No such endpoint: see /api/v1/ringpools/<key>/numbers.")
+
+
 def tag(request: HttpRequest, pool_key: str) -> HttpResponse:
-    """GET /tag/<key>.js: the script landing pages include."""
-    pool = handout_pool(pool_key)
+    """GET /tag/<key>.js: the script landing pages include. Always JavaScript, even as an error."""
+    if request.method not in ("GET", "HEAD"):
+        response = _script("/* RingPool: use GET */\n", 405)
+        response["Allow"] = "GET, HEAD"
+        return response
+    try:
+        pool = handout_pool(pool_key)
+    except DatabaseFailure:
+        log.exception("%r failed on the database", request.path)
+        response = _script("/* RingPool: unavailable, the page keeps its number */\n", 503)
+        response["Retry-After"] = "30"
+        return response
     if pool is None:
-        return HttpResponse(
-            "/* RingPool: no active pool with this key */\n",
-            status=404,
-            content_type="text/javascript; charset=utf-8",
-        )
+        return _script("/* RingPool: no active pool with this key */\n", 404)
     script = render_to_string(
         "ringpools/tag.js",
         {

@@ -14,6 +14,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from accounts.secrets import UndecryptableSecret
 from accounts.services import account_carrier_token_confirm
+from ringpools.api import database_errors_as_503
 from ringpools.calls import IncomingCall, call_record, promo_number_for
 from ringpools.models import PromoNumber
 
@@ -59,6 +60,7 @@ def _signature_valid(number: PromoNumber, request: HttpRequest, params: dict, si
 
 @csrf_exempt
 @require_POST
+@database_errors_as_503
 def calls(request: HttpRequest) -> HttpResponse:
     form = request.POST
     if any("\x00" in value for values in form.lists() for value in values[1]):

@@ -13,6 +13,7 @@ import shutil
 import pytest
 from django.db import connection
 
+from ringpools.ratelimit import rate_limits_reset
 from ringpools.selectors import clear_handout_cache
 
 # Playwright's sync API runs an event loop in the test thread; Django must not refuse ORM calls there.
@@ -75,13 +76,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture(autouse=True)
 def _test_settings(settings) -> None:
     # Production settings, except: no manifest (tests do not run collectstatic), no cache of pools
-    # between steps of a test.
+    # between steps of a test, hand-out figures written within the request, rate limits counted
+    # afresh in this process for each test.
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     settings.RINGPOOL_POOL_CACHE_SECONDS = 0
+    settings.RINGPOOL_FIGURES_FLUSH_SECONDS = 0
+    settings.RINGPOOL_RATE_LIMIT_URL = "local"
     clear_handout_cache()
+    rate_limits_reset()
 
 
 @pytest.fixture(scope="session")

@@ -242,3 +242,109 @@ def test_the_tag_is_a_cacheable_script_for_an_active_pool(client, pool):
     assert api_url == f"http://testserver/api/v1/ringpools/{pool.key}/numbers"
     assert "data-ringpool-number" in script and "pagehide" in script
     assert client.get("/tag/rp_nope.js").status_code == 404
+
+
+# --- Regressions: inputs that gave a 500 or a 503 -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ('{"visitor_id": "visitor-0001", "params": ' + "[" * 5000 + "]" * 5000 + "}", "invalid_json"),
+        ('{"visitor_id": "visitor-0001", "x": ' + '{"a":' * 2500 + "1" + "}" * 2500 + "}", "invalid_json"),
+        ('{"visitor_id": "visitor-0001", "page_url": "https://www.example.com/\\ud800"}', "invalid_json"),
+        ('{"visitor_id": "visitor-0001", "params": {"utm": "\\udfff"}}', "invalid_json"),
+        ('{"visitor_id": "visitor-0001", "params": {"\\ud83d": "a"}}', "invalid_json"),
+        ('{"visitor_id": "visitor-0001", "params": {"n": ' + "9" * 5000 + "}}", "invalid_json"),
+    ],
+)
+def test_deep_nesting_lone_surrogates_and_huge_numbers_are_a_400(client, pool, body, code, caplog):
+    response = post(client, pool.key, body)
+    assert response.status_code == 400 and response.json()["error"] == code
+    assert nothing_changed()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("key", ["rp_\x00abc", "rp_abc\x00", "x" * 41, "rp_é", "rp_a b", "rp_%ff"])
+def test_a_pool_key_that_cannot_be_one_is_a_404_without_reaching_the_database(
+    client, pool, key, django_assert_num_queries, caplog
+):
+    with django_assert_num_queries(0):
+        response = post(client, key, {"visitor_id": "visitor-0001"}, Origin=ORIGIN)
+        tag = client.get(f"/tag/{key}.js")
+    assert response.status_code == 404 and response.json()["error"] == "pool_not_found"
+    assert tag.status_code == 404 and tag["Content-Type"].startswith("text/javascript")
+    assert "\x00" not in caplog.text
+
+
+def test_params_are_measured_in_utf8_bytes_not_escapes(client, pool):
+    fits = {"q": "é" * 700}  # 1,400 bytes; 4,200 characters once escaped as \u00e9
+    assert post(client, pool.key, {"visitor_id": "visitor-0001", "params": fits}).status_code == 200
+    assert Lease.objects.get(visitor_id="visitor-0001").params == fits
+    too_big = {"q": "é" * 2100}  # 4,200 bytes
+    response = post(client, pool.key, {"visitor_id": "visitor-0002", "params": too_big})
+    assert response.status_code == 400 and response.json()["error"] == "params_too_large"
+
+
+# --- The database cannot answer: a JSON 503 whatever the headers ----------------------------------
+
+
+@pytest.fixture
+def database_down(transactional_db):
+    """The real connection pointed at nothing: every query fails as with a database that is down."""
+    from django.db import connections
+
+    connection = connections["default"]
+    saved = dict(connection.settings_dict)
+    connection.close()
+    if connection.vendor == "postgresql":
+        connection.settings_dict["PORT"] = "1"
+    else:
+        connection.settings_dict["NAME"] = "/nonexistent/ringpool/database-down.sqlite3"
+    yield
+    connection.close()
+    connection.settings_dict.update(saved)
+
+
+def _calls_webhook(client: Client, **headers):
+    return client.post(
+        "/webhooks/calls", {"CallSid": "CA1", "To": "+18055550142", "From": "+12125550111"}, headers=headers
+    )
+
+
+@pytest.mark.parametrize("headers", [{}, {"Origin": ORIGIN}, {"Origin": "https://evil.example"}])
+def test_a_database_that_cannot_answer_gives_a_json_503_on_every_public_endpoint(
+    client, database_down, headers
+):
+    key = "rp_demo_local"
+    answers = {
+        "numbers": post(client, key, {"visitor_id": "visitor-0001"}, **headers),
+        "release": client.post(
+            f"/api/v1/ringpools/{key}/numbers/release",
+            data=json.dumps({"visitor_id": "visitor-0001"}),
+            content_type="text/plain",
+            headers=headers,
+        ),
+        "preflight": client.options(
+            f"/api/v1/ringpools/{key}/numbers",
+            headers={**headers, "Access-Control-Request-Method": "POST"},
+        ),
+        "webhook": _calls_webhook(client, **headers),
+    }
+    if "Origin" not in headers:
+        # Not a browser's preflight: django-cors-headers answers it without reading anything.
+        assert answers.pop("preflight").status_code == 200
+    for name, response in answers.items():
+        assert response.status_code == 503, name
+        assert response.json()["error"] == "unavailable", name
+    tag = client.get(f"/tag/{key}.js", headers=headers)
+    assert tag.status_code == 503 and tag["Content-Type"].startswith("text/javascript")
+    assert client.get("/healthz").status_code == 503
+
+
+def test_the_tag_answers_a_preflight_with_javascript_not_cors(client, pool):
+    response = client.options(
+        f"/tag/{pool.key}.js", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"}
+    )
+    assert response.status_code == 405 and response["Content-Type"].startswith("text/javascript")
+    assert "Access-Control-Allow-Methods" not in response

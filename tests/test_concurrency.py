@@ -6,17 +6,27 @@ import json
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from django.db import connection, connections
 from django.test import Client
+from django.utils import timezone
 
 from ringpools import handout
-from ringpools.models import Lease
+from ringpools.models import Lease, PromoNumber
 from tests.factories import PromoNumberFactory, RingPoolFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 CLIENTS = 40
+SAME_VISITOR = 50  # simultaneous requests of one visitor (tabs opened at once, a retrying tag)
+ROUNDS = 20  # enough to catch a one-in-ten race
+
+
+@pytest.fixture(autouse=True)
+def _no_rate_limits(settings) -> None:
+    # These tests send hundreds of requests from one address on purpose.
+    settings.RINGPOOL_RATE_LIMIT_URL = "off"
 
 
 def hammer(pool_key: str, visitors: list[str]) -> list[dict]:
@@ -88,3 +98,78 @@ def test_returning_and_new_visitors_at_once_keep_their_numbers_and_never_share(i
     assert sum(promo.values()) == 70
     assert {n for n, c in promo.items() if c == 3} == first
     assert overlapping_leases() == 0
+
+
+def ask_all_at_once(pool_key: str, bodies: list[dict], executor: ThreadPoolExecutor) -> list[dict]:
+    """One request per body, each from its own thread and connection, released together."""
+    barrier = threading.Barrier(len(bodies))
+
+    def one(body: dict) -> dict:
+        barrier.wait()
+        response = Client().post(
+            f"/api/v1/ringpools/{pool_key}/numbers", data=json.dumps(body), content_type="application/json"
+        )
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    return list(executor.map(one, bodies))
+
+
+@pytest.fixture
+def executor():
+    with ThreadPoolExecutor(SAME_VISITOR) as threads:
+        yield threads
+        # Each thread closes its own connection, or the test database cannot be dropped.
+        barrier = threading.Barrier(SAME_VISITOR)
+        list(threads.map(lambda _: (barrier.wait(), connections.close_all()), range(SAME_VISITOR)))
+
+
+def live_leases(visitor: str) -> list[Lease]:
+    return list(Lease.objects.filter(visitor_id=visitor, expires_at__gt=timezone.now()))
+
+
+def test_simultaneous_first_requests_of_one_visitor_end_with_one_lease_and_no_overflow(
+    implementation, executor
+):
+    pool = RingPoolFactory()
+    for _ in range(ROUNDS + 1):
+        PromoNumberFactory(pool=pool)
+    for round_ in range(ROUNDS):
+        visitor = f"new-visitor-{round_:04d}"
+        answers = ask_all_at_once(pool.key, [{"visitor_id": visitor}] * SAME_VISITOR, executor)
+        assert {a["kind"] for a in answers} == {"promo"}, f"round {round_}: an overflow with numbers free"
+        assert len({a["number"] for a in answers}) == 1, f"round {round_}: several numbers"
+        assert len(live_leases(visitor)) == 1
+    assert overlapping_leases() == 0
+
+
+def test_simultaneous_renewals_of_one_lease_keep_the_number_and_never_overflow(implementation, executor):
+    pool = RingPoolFactory()
+    for _ in range(3):
+        PromoNumberFactory(pool=pool)
+    mine = Client().post(
+        f"/api/v1/ringpools/{pool.key}/numbers",
+        data=json.dumps({"visitor_id": "returning-0001"}),
+        content_type="application/json",
+    )
+    number = mine.json()["number"]
+    body = {"visitor_id": "returning-0001", "keepalive": True}
+    for round_ in range(ROUNDS // 4):
+        # Extended five minutes ago: every renewal of the storm takes the locked, writing path.
+        lease = Lease.objects.get(visitor_id="returning-0001")
+        older = lease.expires_at - timedelta(minutes=5)
+        PromoNumber.objects.filter(pk=lease.number_id).update(busy_until=older)
+        Lease.objects.filter(pk=lease.pk).update(expires_at=older)
+        answers = ask_all_at_once(pool.key, [body] * SAME_VISITOR, executor)
+        assert {(a["kind"], a["number"]) for a in answers} == {("promo", number)}, f"round {round_}"
+    assert len(live_leases("returning-0001")) == 1
+    assert Lease.objects.get(visitor_id="returning-0001").expires_at > timezone.now() + timedelta(minutes=29)
+
+
+def test_visitors_racing_for_the_last_number_get_it_once_and_the_rest_overflow(implementation, executor):
+    pool = RingPoolFactory()
+    PromoNumberFactory(pool=pool)
+    answers = ask_all_at_once(
+        pool.key, [{"visitor_id": f"racer-{i:04d}"} for i in range(SAME_VISITOR)], executor
+    )
+    assert Counter(a["kind"] for a in answers) == {"promo": 1, "destination": SAME_VISITOR - 1}

@@ -9,7 +9,7 @@ import time_machine
 from django.db.models import Sum
 
 from ringpools import handout
-from ringpools.choices import NumberRole, OverflowMode, PresentationKind
+from ringpools.choices import NumberRole, NumberState, OverflowMode, PresentationKind
 from ringpools.handout import present_number, release_lease
 from ringpools.models import Lease, PoolHourlyFigures, PromoNumber, RingPool
 from ringpools.selectors import handout_pool
@@ -63,6 +63,22 @@ def test_the_same_visitor_keeps_the_number_and_the_lease_slides(implementation):
     assert PromoNumber.objects.get(number=first.number).last_presented_at == T0 + timedelta(minutes=29)
 
 
+def test_renewals_a_moment_apart_keep_the_lease_as_it_is_but_mark_the_number_presented(implementation):
+    pool = pool_with(2, lease_seconds=1800)
+    with time_machine.travel(T0, tick=False):
+        first = ask(pool, "visitor-aaaa")
+    slack = handout.renewal_slack(1800)
+    with time_machine.travel(T0 + slack, tick=False):
+        kept = ask(pool, "visitor-aaaa", keepalive=True)
+    assert (kept.number, kept.expires_at) == (first.number, T0 + timedelta(minutes=30))
+    assert Lease.objects.get(visitor_id="visitor-aaaa").expires_at == T0 + timedelta(minutes=30)
+    assert PromoNumber.objects.get(number=first.number).last_presented_at == T0 + slack
+    with time_machine.travel(T0 + slack + timedelta(seconds=1), tick=False):
+        renewed = ask(pool, "visitor-aaaa", keepalive=True)
+    assert renewed.expires_at == T0 + slack + timedelta(seconds=1, minutes=30)
+    assert Lease.objects.get(visitor_id="visitor-aaaa").expires_at == renewed.expires_at
+
+
 def test_two_visitors_get_different_numbers(implementation):
     pool = pool_with(2)
     with time_machine.travel(T0, tick=False):
@@ -88,16 +104,127 @@ def test_a_visitor_whose_lease_lapsed_cannot_take_the_number_back(implementation
         assert ask(pool, "visitor-aaaa").kind != PresentationKind.PROMO
 
 
-def test_the_number_that_rested_longest_is_handed_out_first(implementation):
+COOLDOWN = timedelta(minutes=15)  # the default: RINGPOOL_LATE_CALL_GRACE_SECONDS
+
+
+def numbers_serving_since(pool: RingPool, *ages_in_days: int) -> list[PromoNumber]:
+    return [PromoNumberFactory(pool=pool, acquired_at=T0 - timedelta(days=age)) for age in ages_in_days]
+
+
+def last_leased(number: PromoNumber, ended: datetime) -> None:
+    """The number's last lease ended at `ended` (as the hand-out leaves it after a lease)."""
+    PromoNumber.objects.filter(pk=number.pk).update(busy_until=ended, rested=False)
+
+
+def test_rested_numbers_go_longest_serving_first_whenever_they_were_last_used(implementation):
     pool = RingPoolFactory()
-    never_used = PromoNumberFactory(pool=pool)
-    freed_early = PromoNumberFactory(pool=pool)
-    freed_late = PromoNumberFactory(pool=pool)
-    PromoNumber.objects.filter(pk=freed_early.pk).update(busy_until=T0 - timedelta(hours=3))
-    PromoNumber.objects.filter(pk=freed_late.pk).update(busy_until=T0 - timedelta(hours=1))
+    newest, oldest, middle = numbers_serving_since(pool, 10, 300, 100)
+    last_leased(oldest, T0 - timedelta(hours=1))
+    last_leased(middle, T0 - timedelta(days=3))  # rested far longer than the oldest
     with time_machine.travel(T0, tick=False):
         order = [ask(pool, f"visitor-{i:04d}").number for i in range(3)]
-    assert order == [str(n.number) for n in (never_used, freed_early, freed_late)]
+    assert order == [str(n.number) for n in (oldest, middle, newest)]
+
+
+def test_a_number_released_within_the_cooldown_waits_while_a_rested_one_is_free(implementation, settings):
+    settings.RINGPOOL_HANDOUT_COOLDOWN_SECONDS = int(COOLDOWN.total_seconds())
+    pool = RingPoolFactory()
+    longest_serving, rested = numbers_serving_since(pool, 300, 10)
+    last_leased(longest_serving, T0 - COOLDOWN + timedelta(seconds=1))
+    last_leased(rested, T0 - timedelta(days=1))
+    with time_machine.travel(T0, tick=False):
+        assert ask(pool, "visitor-aaaa").number == str(rested.number)
+        # The only free number left has rested one second short of the cool-down: still handed out.
+        assert ask(pool, "visitor-bbbb").number == str(longest_serving.number)
+
+
+def test_a_number_that_rested_exactly_the_cooldown_counts_as_rested(implementation, settings):
+    settings.RINGPOOL_HANDOUT_COOLDOWN_SECONDS = int(COOLDOWN.total_seconds())
+    pool = RingPoolFactory()
+    longest_serving, newer = numbers_serving_since(pool, 300, 10)
+    last_leased(longest_serving, T0 - COOLDOWN)
+    last_leased(newer, T0 - timedelta(days=1))
+    with time_machine.travel(T0, tick=False):
+        assert ask(pool, "visitor-aaaa").number == str(longest_serving.number)
+
+
+def test_when_no_number_has_rested_the_one_released_longest_ago_goes(implementation):
+    pool = RingPoolFactory()
+    oldest, early, late = numbers_serving_since(pool, 300, 20, 10)
+    last_leased(oldest, T0 - timedelta(minutes=1))
+    last_leased(early, T0 - timedelta(minutes=10))
+    last_leased(late, T0 - timedelta(minutes=5))
+    with time_machine.travel(T0, tick=False):
+        order = [ask(pool, f"visitor-{i:04d}").number for i in range(3)]
+    assert order == [str(n.number) for n in (early, late, oldest)]
+
+
+def test_a_pool_serving_a_few_visitors_keeps_its_surplus_idle_and_rests_every_number(implementation):
+    """A pool grown to 30 numbers by a rush, then serving 5 visitors at a time for two days: the
+    visitors keep to the same few numbers, and no number goes out again within the cool-down of its
+    release while rested numbers exist."""
+    pool = RingPoolFactory(lease_seconds=1800)
+    numbers = numbers_serving_since(pool, *range(60, 30, -1))
+    release_of: dict[str, datetime] = {}
+    used = set()
+    moment, visitor = T0, 0
+    while moment < T0 + timedelta(days=2):
+        with time_machine.travel(moment, tick=False):
+            for _ in range(5):  # five new visitors every 31 minutes: each lease ends before the next round
+                visitor += 1
+                shown = ask(pool, f"visitor-{visitor:06d}")
+                assert shown.kind == PresentationKind.PROMO
+                released = release_of.get(shown.number)
+                assert released is None or moment - released >= COOLDOWN, (moment, shown.number)
+                release_of[shown.number] = shown.expires_at
+                used.add(shown.number)
+        moment += timedelta(minutes=31)
+    # 5 at a time, each resting 30 + 15 minutes after its lease began: 10 numbers take turns.
+    assert used == {str(n.number) for n in numbers[:10]}
+
+
+def test_a_visitor_whose_number_was_released_gets_a_new_number(implementation):
+    pool = pool_with(2)
+    with time_machine.travel(T0, tick=False):
+        first = ask(pool, "visitor-aaaa").number
+    PromoNumber.objects.filter(number=first).update(state=NumberState.RELEASED, released_at=T0)
+    with time_machine.travel(T0 + timedelta(minutes=1), tick=False):
+        again = ask(pool, "visitor-aaaa")
+        assert again.kind == PresentationKind.PROMO and again.number != first
+        assert ask(pool, "visitor-aaaa").number == again.number  # and keeps the new one
+    live = Lease.objects.filter(visitor_id="visitor-aaaa", expires_at__gt=T0 + timedelta(minutes=1))
+    assert [str(lease.number.number) for lease in live] == [again.number]
+
+
+def test_a_visitor_whose_number_moved_to_another_pool_gets_a_new_number(implementation):
+    pool, other = pool_with(2), RingPoolFactory()
+    with time_machine.travel(T0, tick=False):
+        first = ask(pool, "visitor-aaaa").number
+    PromoNumber.objects.filter(number=first).update(pool=other)
+    with time_machine.travel(T0 + timedelta(minutes=1), tick=False):
+        again = ask(pool, "visitor-aaaa")
+    assert again.kind == PresentationKind.PROMO and again.number != first
+
+
+def test_a_visitor_whose_number_left_service_sees_the_overflow_only_if_none_is_free(implementation):
+    pool = pool_with(1)
+    with time_machine.travel(T0, tick=False):
+        first = ask(pool, "visitor-aaaa").number
+    PromoNumber.objects.filter(number=first).update(state=NumberState.RELEASED, released_at=T0)
+    with time_machine.travel(T0 + timedelta(minutes=1), tick=False):
+        assert ask(pool, "visitor-aaaa").kind == PresentationKind.DESTINATION
+
+
+def test_a_claim_the_caller_may_not_make_is_refused_and_changes_nothing(implementation):
+    pool = pool_with(2)
+    with time_machine.travel(T0, tick=False):
+        mine = ask(pool, "visitor-aaaa")
+        with pytest.raises(handout.ClaimRefused):
+            ask(pool, "visitor-bbbb", may_claim=False)
+        # A visitor who holds a number keeps renewing it.
+        assert ask(pool, "visitor-aaaa", may_claim=False).number == mine.number
+    assert list(Lease.objects.values_list("visitor_id", flat=True)) == ["visitor-aaaa"]
+    assert PoolHourlyFigures.objects.aggregate(o=Sum("overflows"))["o"] == 0
 
 
 def test_goodbye_frees_the_number_after_a_short_grace_and_it_rests_from_then(implementation):
@@ -158,17 +285,14 @@ def test_overflow_mode_without_an_overflow_number_falls_back_to_the_destination(
         assert ask(pool, "visitor-aaaa").kind == PresentationKind.DESTINATION
 
 
-def test_every_overflow_marks_the_pool_with_the_time_to_the_second(implementation):
+def test_every_overflow_marks_the_pool_and_the_overflow_number_with_its_time(implementation):
     pool = pool_with(0)
-    with time_machine.travel(T0, tick=False):
-        ask(pool, "visitor-aaaa")
-    assert RingPool.objects.get(pk=pool.pk).last_overflow_at == T0
-    with time_machine.travel(T0 + timedelta(milliseconds=300), tick=False):
-        ask(pool, "visitor-bbbb")  # same second: the write is coalesced
-    assert RingPool.objects.get(pk=pool.pk).last_overflow_at == T0
-    with time_machine.travel(T0 + timedelta(seconds=5), tick=False):
-        ask(pool, "visitor-cccc")
-    assert RingPool.objects.get(pk=pool.pk).last_overflow_at == T0 + timedelta(seconds=5)
+    overflow = PromoNumberFactory(pool=pool, role=NumberRole.OVERFLOW)
+    for moment in (T0, T0 + timedelta(milliseconds=300), T0 + timedelta(seconds=5)):
+        with time_machine.travel(moment, tick=False):
+            ask(pool, f"visitor-{moment.microsecond:06d}-{moment.second}")
+        assert RingPool.objects.get(pk=pool.pk).last_overflow_at == moment
+        assert PromoNumber.objects.get(pk=overflow.pk).last_presented_at == moment
 
 
 def test_hourly_figures_count_presentations_and_overflows_but_not_keepalives(implementation):

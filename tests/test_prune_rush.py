@@ -22,7 +22,6 @@ RUSH = datetime(2027, 1, 2, 18, 0, tzinfo=UTC)
 MONTH_END = datetime(2027, 2, 28, 20, 0, tzinfo=UTC)  # Feb 28, 12:00 in Los Angeles
 
 
-@pytest.mark.xfail(strict=True, reason="needs the hand-out order of branch api")
 def test_a_pool_grown_by_a_rush_then_serving_20_visitors_at_a_time_loses_20_percent_at_month_end():
     pool = factories.RingPoolFactory(
         account=factories.AccountFactory(timezone="America/Los_Angeles"), max_size=100, last_overflow_at=RUSH

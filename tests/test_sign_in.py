@@ -109,7 +109,7 @@ def test_a_guesser_from_another_address_does_not_lock_the_person_out(alice):
 
 
 def test_behind_the_load_balancer_a_spoofed_forwarded_address_buys_no_fresh_budget(alice, settings):
-    settings.RINGPOOL_TRUSTED_PROXY_COUNT = 1
+    settings.RINGPOOL_TRUSTED_PROXY_HOPS = 1
     balancer = "10.0.0.2"
     for attempt in range(5):
         sign_in(

@@ -1,0 +1,199 @@
+"""Rate limits of the public visitor API (SPEC §3.8): one client must not drain a pool.
+
+Three counters per fixed window (RINGPOOL_RATE_LIMIT_WINDOW_SECONDS): all requests per client
+address, all requests per visitor id of a pool, and new visitors given a number per client address —
+the tightest, since new-visitor claims are what drain a pool. A request over either of the first two
+is refused before the database is touched; a request over the third is refused only if it would
+need a new number (the hand-out is told it may not claim, and changes nothing).
+
+The counters live in Redis when RINGPOOL_RATE_LIMIT_URL is a redis:// URL (shared by every web
+process; one pipelined round trip per request), in this process otherwise
+(the demo), or nowhere ("off"). A Redis that cannot answer lets requests through: the limiter must
+never take the product down with it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from accounts.throttle import client_ip
+
+log = logging.getLogger(__name__)
+PREFIX = "ringpool:rl:"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool  # False: refuse the request now
+    may_claim: bool  # False: refuse it if it needs a new number
+    retry_after: int  # seconds until the window turns
+
+
+class Limiter(Protocol):
+    def check(self, *, address: str, visitor: str, now: float) -> Verdict: ...
+
+    def claimed(self, *, address: str, now: float) -> None: ...
+
+    def reset(self) -> None: ...
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's address: the X-Forwarded-For entry appended by the outermost trusted proxy.
+
+    Entries to its left were written by the client and prove nothing; with no trusted proxy
+    (RINGPOOL_TRUSTED_PROXY_HOPS=0) the header is ignored. IPv6 clients are counted per /64, the
+    block one subscriber gets, or a single client could use a fresh address per request.
+    """
+    address = client_ip(request)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64] or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _window(now: float) -> tuple[int, int]:
+    seconds = max(settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS, 1)
+    window = int(now // seconds)
+    return window, max(1, math.ceil((window + 1) * seconds - now))
+
+
+def _verdict(requests_by_address: int, requests_by_visitor: int, claims: int, retry_after: int) -> Verdict:
+    allowed = (
+        requests_by_address <= settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_ADDRESS
+        and requests_by_visitor <= settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_VISITOR
+    )
+    may_claim = claims < settings.RINGPOOL_RATE_LIMIT_NEW_VISITORS_PER_ADDRESS
+    return Verdict(allowed=allowed, may_claim=may_claim, retry_after=retry_after)
+
+
+class LocalLimiter:
+    """Counters in this process: enough for the demo's single web process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._window = -1
+        self._counts: dict[str, int] = {}
+
+    def _add(self, window: int, key: str, amount: int) -> int:
+        if window != self._window:
+            self._window, self._counts = window, {}  # old windows are over: forget them
+        self._counts[key] = self._counts.get(key, 0) + amount
+        return self._counts[key]
+
+    def check(self, *, address: str, visitor: str, now: float) -> Verdict:
+        window, retry_after = _window(now)
+        with self._lock:
+            by_address = self._add(window, f"a:{address}", 1)
+            by_visitor = self._add(window, f"v:{visitor}", 1)
+            claims = self._add(window, f"c:{address}", 0)
+        return _verdict(by_address, by_visitor, claims, retry_after)
+
+    def claimed(self, *, address: str, now: float) -> None:
+        window, _ = _window(now)
+        with self._lock:
+            self._add(window, f"c:{address}", 1)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._window, self._counts = -1, {}
+
+
+class RedisLimiter:
+    """Counters in Redis, shared by every web process."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._warned_at = 0.0
+        # Claims made by this process, sent with its next check: no second round trip per claim.
+        # Its own next request sees them; another process sees them one request of ours late.
+        self._claims: dict[str, int] = {}
+        self._claims_lock = threading.Lock()
+
+    def _keys(self, window: int, address: str) -> tuple[str, str]:
+        return f"{PREFIX}{window}:a:{address}", f"{PREFIX}{window}:c:{address}"
+
+    def check(self, *, address: str, visitor: str, now: float) -> Verdict:
+        window, retry_after = _window(now)
+        by_address, claims = self._keys(window, address)
+        by_visitor = f"{PREFIX}{window}:v:{visitor}"
+        ttl = 2 * max(settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS, 1)
+        with self._claims_lock:
+            pending, self._claims = self._claims, {}
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for key, count in pending.items():
+                pipe.incrby(key, count).expire(key, ttl)
+            pipe.incr(by_address).expire(by_address, ttl).incr(by_visitor).expire(by_visitor, ttl).get(claims)
+            counted_address, _, counted_visitor, _, counted_claims = pipe.execute()[2 * len(pending) :]
+        except Exception as error:  # redis.RedisError, OSError: let the request through
+            self._warn(error)
+            return Verdict(allowed=True, may_claim=True, retry_after=retry_after)
+        return _verdict(counted_address, counted_visitor, int(counted_claims or 0), retry_after)
+
+    def claimed(self, *, address: str, now: float) -> None:
+        window, _ = _window(now)
+        _, claims = self._keys(window, address)
+        with self._claims_lock:
+            self._claims[claims] = self._claims.get(claims, 0) + 1
+
+    def reset(self) -> None:
+        keys = list(self._redis.scan_iter(match=f"{PREFIX}*", count=1000))
+        if keys:
+            self._redis.delete(*keys)
+
+    def _warn(self, error: Exception) -> None:
+        if time.monotonic() - self._warned_at > 60:  # once a minute, not once a request
+            self._warned_at = time.monotonic()
+            log.warning("rate limits not counted (Redis: %s); requests let through", error)
+
+
+class NoLimiter:
+    def check(self, *, address: str, visitor: str, now: float) -> Verdict:
+        return Verdict(allowed=True, may_claim=True, retry_after=0)
+
+    def claimed(self, *, address: str, now: float) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+
+_limiters: dict[str, Limiter] = {}
+
+
+def limiter() -> Limiter:
+    """The limiter RINGPOOL_RATE_LIMIT_URL names, one per process."""
+    url = settings.RINGPOOL_RATE_LIMIT_URL
+    found = _limiters.get(url)
+    if found is None:
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            found = RedisLimiter(url)
+        elif url == "off":
+            found = NoLimiter()
+        else:
+            found = LocalLimiter()
+        _limiters[url] = found
+    return found
+
+
+def rate_limits_reset() -> None:
+    """Forget this process's own counters (tests). Shared Redis counters expire with their window."""
+    for each in _limiters.values():
+        if isinstance(each, LocalLimiter):
+            each.reset()

@@ -1,0 +1,213 @@
+"""Rate limits (SPEC §3.8): one client cannot drain a pool or renew in a storm; refusals change nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from ringpools.models import Lease, PromoNumber
+from tests.factories import PromoNumberFactory, RingPoolFactory
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def limits(settings):
+    settings.RINGPOOL_RATE_LIMIT_NEW_VISITORS_PER_ADDRESS = 3
+    settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_ADDRESS = 50
+    settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_VISITOR = 5
+    settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS = 60
+    return settings
+
+
+@pytest.fixture
+def pool():
+    pool = RingPoolFactory()
+    for _ in range(10):
+        PromoNumberFactory(pool=pool)
+    return pool
+
+
+def ask(client: Client, pool, visitor: str, **headers):
+    return client.post(
+        f"/api/v1/ringpools/{pool.key}/numbers",
+        data=json.dumps({"visitor_id": visitor, "keepalive": False}),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def assert_rate_limited(response) -> None:
+    assert response.status_code == 429
+    assert response.json()["error"] == "rate_limited"
+    assert 1 <= int(response["Retry-After"]) <= 60
+
+
+def test_new_visitors_from_one_address_beyond_the_limit_get_429_and_the_pool_stays_intact(
+    client, limits, pool
+):
+    for i in range(3):
+        assert ask(client, pool, f"inventor-{i:04d}").json()["kind"] == "promo"
+    refused = ask(client, pool, "inventor-0003")
+    assert_rate_limited(refused)
+    assert Lease.objects.count() == 3
+    assert PromoNumber.objects.filter(pool=pool, busy_until__gt=timezone.now()).count() == 3
+    # A visitor who already holds a number keeps renewing it: only new claims are refused.
+    assert ask(client, pool, "inventor-0000").json()["kind"] == "promo"
+
+
+def test_renewals_of_one_visitor_beyond_its_limit_get_429(client, limits, pool):
+    for _ in range(5):
+        assert ask(client, pool, "renewer-0001").status_code == 200
+    assert_rate_limited(ask(client, pool, "renewer-0001"))
+    assert Lease.objects.count() == 1
+
+
+def test_all_requests_of_one_address_are_limited(client, limits, pool):
+    limits.RINGPOOL_RATE_LIMIT_REQUESTS_PER_ADDRESS = 4
+    for i in range(4):
+        ask(client, pool, f"visitor-{i:04d}")
+    assert_rate_limited(ask(client, pool, "visitor-0000"))
+
+
+def test_a_spoofed_forwarded_for_buys_no_fresh_budget_without_a_trusted_proxy(client, limits, pool):
+    limits.RINGPOOL_TRUSTED_PROXY_HOPS = 0
+    for i in range(3):
+        ask(client, pool, f"inventor-{i:04d}", X_Forwarded_For=f"198.51.100.{i}")
+    assert_rate_limited(ask(client, pool, "inventor-0003", X_Forwarded_For="198.51.100.99"))
+
+
+def test_behind_one_trusted_proxy_the_address_it_appended_is_the_client(client, limits, pool):
+    limits.RINGPOOL_TRUSTED_PROXY_HOPS = 1
+    for i in range(3):
+        # The client writes what it likes on the left; the balancer appends the address it saw.
+        ask(client, pool, f"inventor-{i:04d}", X_Forwarded_For=f"10.0.0.{i}, 203.0.113.7")
+    assert_rate_limited(ask(client, pool, "inventor-0003", X_Forwarded_For="10.9.9.9, 203.0.113.7"))
+    assert ask(client, pool, "neighbour-0001", X_Forwarded_For="203.0.113.8").json()["kind"] == "promo"
+
+
+def test_ipv6_clients_are_counted_per_64_block(client, limits, pool):
+    limits.RINGPOOL_TRUSTED_PROXY_HOPS = 1
+    for i in range(3):
+        ask(client, pool, f"inventor-{i:04d}", X_Forwarded_For=f"2001:db8:1:2::{i + 1:x}")
+    assert_rate_limited(ask(client, pool, "inventor-0003", X_Forwarded_For="2001:db8:1:2:ffff::1"))
+
+
+def test_the_release_beacon_is_limited_per_visitor_too(client, limits, pool):
+    ask(client, pool, "leaver-0001")
+    for _ in range(4):
+        client.post(
+            f"/api/v1/ringpools/{pool.key}/numbers/release",
+            data=json.dumps({"visitor_id": "leaver-0001"}),
+            content_type="text/plain",
+        )
+    response = client.post(
+        f"/api/v1/ringpools/{pool.key}/numbers/release",
+        data=json.dumps({"visitor_id": "leaver-0001"}),
+        content_type="text/plain",
+    )
+    assert_rate_limited(response)
+
+
+def test_limits_off_let_everything_through(client, limits, pool):
+    limits.RINGPOOL_RATE_LIMIT_URL = "off"
+    assert all(ask(client, pool, f"visitor-{i:04d}").status_code == 200 for i in range(8))
+
+
+COUNT_IN_ANOTHER_PROCESS = """
+import json, sys
+from ringpools.ratelimit import RedisLimiter
+limiter = RedisLimiter(sys.argv[1])
+verdicts = [limiter.check(address="203.0.113.50", visitor="1:visitor-x", now=float(sys.argv[2]))
+            for _ in range(int(sys.argv[3]))]
+print(json.dumps([v.allowed for v in verdicts]))
+"""
+
+
+@pytest.mark.redis
+def test_two_web_processes_share_the_limits_through_redis(settings):
+    """Two processes of their own, each counting requests of one client: the budget is one."""
+    import time
+
+    import redis
+
+    url = settings.CELERY_BROKER_URL
+    settings.RINGPOOL_RATE_LIMIT_URL = url
+    for key in redis.Redis.from_url(url).scan_iter(match="ringpool:rl:*"):
+        redis.Redis.from_url(url).delete(key)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "RINGPOOL_RATE_LIMIT_REQUESTS_PER_VISITOR": "6",
+        "RINGPOOL_RATE_LIMIT_REQUESTS_PER_ADDRESS": "1000",
+        "RINGPOOL_RATE_LIMIT_WINDOW_SECONDS": "3600",
+    }
+    moment = str(time.time())
+    code = "import django; django.setup()\n" + COUNT_IN_ANOTHER_PROCESS
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url, moment, "5"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    allowed = []
+    for process in processes:
+        out, _ = process.communicate(timeout=60)
+        assert process.returncode == 0
+        allowed += json.loads(out)
+    assert allowed.count(True) == 6 and allowed.count(False) == 4
+
+
+CLAIM_IN_ANOTHER_PROCESS = """
+import django, json, sys
+django.setup()
+from ringpools.ratelimit import RedisLimiter
+limiter = RedisLimiter(sys.argv[1])
+now = float(sys.argv[2])
+verdicts = []
+for _ in range(int(sys.argv[3])):
+    verdict = limiter.check(address="203.0.113.60", visitor="1:visitor-" + sys.argv[4], now=now)
+    verdicts.append(verdict.may_claim)
+    if verdict.may_claim:
+        limiter.claimed(address="203.0.113.60", now=now)
+limiter.check(address="203.0.113.60", visitor="1:visitor-" + sys.argv[4], now=now)  # sends the last claim
+print(json.dumps(verdicts))
+"""
+
+
+@pytest.mark.redis
+def test_new_visitor_claims_are_counted_across_web_processes(settings):
+    import time
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "RINGPOOL_RATE_LIMIT_NEW_VISITORS_PER_ADDRESS": "4",
+        "RINGPOOL_RATE_LIMIT_WINDOW_SECONDS": "3600",
+    }
+    moment = str(time.time() + 7200)  # a window no other test has counted in
+    answers = []
+    for name in ("first", "second"):  # one after the other: the second sees every claim of the first
+        done = subprocess.run(
+            [sys.executable, "-c", CLAIM_IN_ANOTHER_PROCESS, settings.CELERY_BROKER_URL, moment, "3", name],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        answers.append(json.loads(done.stdout))
+    assert answers == [[True, True, True], [True, False, False]]
