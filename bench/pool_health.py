@@ -106,12 +106,13 @@ def seed_pool(name: str, now: datetime, days: int, leases_per_hour: int) -> int:
         cursor.execute(
             """
             INSERT INTO ringpools_promonumber (account_id, pool_id, role, number, number_type, area_code,
-                region, state, acquired_at, released_at, busy_until, carrier_ref, monthly_cost)
+                region, state, acquired_at, released_at, busy_until, rested, carrier_ref, monthly_cost,
+                pin_reason)
             SELECT %(account)s, %(pool)s, 'rotating', '+1805' || lpad((%(pool)s * 1000 + g)::text, 7, '0'),
                 'local', '805', 'CA',
                 CASE WHEN g >= 50 AND g %% 5 = 0 THEN 'released' ELSE 'active' END,
                 %(start)s, CASE WHEN g >= 50 AND g %% 5 = 0 THEN %(start)s + (g * interval '1 day') END,
-                '2000-01-01', '', 1
+                '2000-01-01', false, '', 1, ''
             FROM generate_series(0, 49 + %(days)s / 30 * 10) g
             """,
             {"account": account.pk, "pool": pool.pk, "start": start, "days": days},

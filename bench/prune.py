@@ -167,10 +167,10 @@ def seed(env: dict, pools: int, numbers: int, idle: float, overflowed: float) ->
         cursor.execute(
             """
             INSERT INTO ringpools_promonumber (account_id, pool_id, role, number, number_type, area_code,
-                region, state, acquired_at, busy_until, carrier_ref, monthly_cost, pin_reason,
+                region, state, acquired_at, busy_until, rested, carrier_ref, monthly_cost, pin_reason,
                 last_presented_at)
             SELECT p.account_id, p.id, 'rotating', '+1' || (2000000000 + (p.rn * %(numbers)s + n))::text,
-                   'local', '805', 'CA', 'active', %(acquired)s, '2000-01-01T00:00:00Z', '', 1.00, '',
+                   'local', '805', 'CA', 'active', %(acquired)s, '2000-01-01T00:00:00Z', true, '', 1.00, '',
                    CASE WHEN n < %(idle)s THEN %(now)s - ((6 + (n * 7 + p.id) %% 34) * interval '1 day')
                         ELSE %(now)s - interval '1 day' END
             FROM (SELECT id, account_id, row_number() OVER (ORDER BY id) AS rn FROM ringpools_ringpool) p,
