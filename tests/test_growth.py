@@ -267,7 +267,8 @@ def test_out_of_scope_pools_and_accounts_without_the_feature_do_not_grow_and_the
     assert f"[{pool.key}] size 1/50, 1 overflows since its last growth: would add 1 (1 → 2)" in text
     assert "No feature" in text and "does not apply: feature not available to the account" in text
     assert "Out of scope" in text and "does not apply: campaign outside the account's scope" in text
-    assert "Not due: 0 pools with auto-scaling on had no overflow since their last growth; 2 pools" in text
+    assert "Not due: 0 pools with auto-scaling on had no overflow since their last growth" in text
+    assert "2 pools have auto-scaling off" in text
     assert not CarrierOrder.objects.exists() and size(pool) == 1  # a dry run changes nothing
 
     grow(minutes(0.5))

@@ -48,11 +48,12 @@ def render(report: GrowthReport) -> str:
         )
         lines.append(f"    why: {plan.decision.reason}")
     if not report.plans:
-        lines.append("No pool overflowed since its last growth.")
+        lines.append("No pool overflowed since its last growth (or since auto-scaling was turned on for it).")
     for pool, reason in report.off:
         lines.append(f"- {pool.name} [{pool.key}] overflowed, but auto-scaling does not apply: {reason}")
     lines.append(
-        f"Not due: {report.idle} pools with auto-scaling on had no overflow since their last growth; "
+        f"Not due: {report.idle} pools with auto-scaling on had no overflow since their last growth "
+        "or since auto-scaling was turned on for them; "
         f"{report.off_total} pools have auto-scaling off."
     )
     if not report.dry_run:
