@@ -21,6 +21,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from common import recreate_database
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -213,16 +215,6 @@ class Bench:
 
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from common import recreate_database
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,16 +296,6 @@ def report(
     holds, answers, visitors = double_holds(out)
     print(f"promo answers checked: {answers} for {visitors} visitors; double-holds: {holds}")
     print(f"config: {args.connections} connections, {args.workers} gunicorn workers, {args.seconds}s a phase")
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def seed(env: dict) -> dict:

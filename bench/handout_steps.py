@@ -30,7 +30,7 @@ def main() -> int:
     args = parser.parse_args()
     url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ringpool_bench")
     sys.path.insert(0, str(ROOT / "bench"))
-    from handout import recreate_database
+    from common import recreate_database
 
     recreate_database(url)
     os.environ.update(

@@ -20,6 +20,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from common import recreate_database
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -152,15 +154,6 @@ def seed_pool(name: str, now: datetime, days: int, leases_per_hour: int) -> int:
             {"account": account.pk, "pool": pool.pk, "start": start, "days": days},
         )
     return pool.pk
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from common import recreate_database
+
 ROOT = Path(__file__).resolve().parent.parent
 LAST_DAY = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)  # Nov 30, 12:00 in Los Angeles
 PHASES = ("scan", "dry run", "run", "rerun")
@@ -185,16 +187,6 @@ def seed(env: dict, pools: int, numbers: int, idle: float, overflowed: float) ->
         )
         cursor.execute("VACUUM ANALYZE ringpools_promonumber")
         cursor.execute("VACUUM ANALYZE ringpools_ringpool")
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 if __name__ == "__main__":
