@@ -31,7 +31,7 @@ from scaling.charts import pool_health_charts
 from scaling.choices import EventKind, Trigger
 from scaling.dashboard import pool_dashboard
 from scaling.growth_outlook import growth_outlook
-from scaling.models import AutoScalingSettings, InventoryNumber, ScalingEvent
+from scaling.models import AutoScalingSettings, CarrierOrder, InventoryNumber, MonthlyPrune, ScalingEvent
 from scaling.selectors import pool_applicability, pools_with_applicability
 from scaling.services import POOL_SETTINGS, ringpool_create, ringpool_update
 
@@ -214,3 +214,38 @@ class InventoryNumberAdmin(AccountTimesMixin, PhoneSearchMixin, admin.ModelAdmin
     @admin.display(ordering="sold_at", description="sold")
     def sold(self, number: InventoryNumber) -> str:
         return self.time_cell(number, number.sold_at)
+
+
+@admin.register(CarrierOrder)
+class CarrierOrderAdmin(AccountTimesMixin, ReadOnlyFactsAdmin, LargeTableAdmin):
+    """The carrier outbox: what was bought or released, and what still waits for the carrier."""
+
+    list_display = ("created", "kind", "state", "pool", "number", "attempts", "last_error", "finished")
+    list_filter = ("kind", "state", "trigger")
+    list_select_related = ("pool", "account", "number")
+    search_fields = ("request_id", "carrier_ref", "pool__name", "account__name", "last_error")
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in CarrierOrder._meta.fields]
+
+    @admin.display(ordering="created_at", description="created")
+    def created(self, order: CarrierOrder) -> str:
+        return self.time_cell(order, order.created_at)
+
+    @admin.display(ordering="finished_at", description="finished")
+    def finished(self, order: CarrierOrder) -> str:
+        return self.time_cell(order, order.finished_at) if order.finished_at else "—"
+
+
+@admin.register(MonthlyPrune)
+class MonthlyPruneAdmin(AccountTimesMixin, ReadOnlyFactsAdmin, LargeTableAdmin):
+    """One decision per pool and month: what the month-end prune removed, or why it skipped the pool."""
+
+    list_display = ("month", "pool", "account", "outcome", "removed", "reason", "decided")
+    list_filter = ("outcome", "month")
+    list_select_related = ("pool", "account")
+    search_fields = ("pool__name", "account__name", "reason")
+    readonly_fields = [f.name for f in MonthlyPrune._meta.fields]
+
+    @admin.display(ordering="decided_at", description="decided")
+    def decided(self, prune: MonthlyPrune) -> str:
+        return self.time_cell(prune, prune.decided_at)
