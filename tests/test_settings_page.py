@@ -168,6 +168,7 @@ def test_managers_and_members_see_the_page_read_only_and_cannot_post(acme, role)
     before = snapshot(acme)
     refused = reader.post(PAGE, form_data(reader, scope=Scope.SELECTED_CAMPAIGNS))
     assert refused.status_code == 403
+    assert "Only the account&#x27;s super users change these settings." in refused.content.decode()
     assert snapshot(acme) == before
 
 
