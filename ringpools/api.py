@@ -58,6 +58,13 @@ def unavailable() -> JsonResponse:
     return error_response(503, "unavailable", "The service cannot answer right now; try again shortly.")
 
 
+def busy() -> JsonResponse:
+    """The hand-out found free numbers but could not take one in time (a rush on the last numbers)."""
+    response = error_response(503, "busy", "Every free number is being handed out right now; try again.")
+    response["Retry-After"] = "1"
+    return response
+
+
 def rate_limited(retry_after: int) -> JsonResponse:
     response = error_response(
         429, "rate_limited", f"Too many requests from this client; try again in {retry_after} seconds."

@@ -48,13 +48,24 @@ from ringpools.selectors import HandoutPool
 GOODBYE_GRACE = timedelta(seconds=20)
 # A live lease is extended at most this often (and a tenth of its length at most): renewal_slack().
 RENEWAL_WRITE_EVERY = timedelta(seconds=60)
-# Rounds of one hand-out: a visitor's other request won (conflict), its number left service (ended),
-# or free numbers were all locked by other claims this instant (busy).
+# Rounds of one hand-out that end without an answer because a visitor's other request won
+# (conflict) or its number left service (ended); the next round answers.
 ATTEMPTS = 8
+# Free numbers all locked by other claims this instant (busy): those claims end within a statement,
+# so the hand-out asks again, backing off up to BUSY_BACKOFF_MAX, for up to this long. A rush on a
+# nearly exhausted pool on a saturated machine can take many rounds; none may end as an overflow,
+# which is counted and would make growth buy a number nobody needed.
+BUSY_PATIENCE_SECONDS = 2.0
+BUSY_BACKOFF_MAX = 0.02
 
 
 class ClaimRefused(Exception):
     """The visitor needs a new number and the caller said it may not claim one (rate limit)."""
+
+
+class HandoutBusy(Exception):
+    """No answer in time: free numbers stayed locked by other claims, or this visitor's requests kept
+    conflicting. Nothing changed and nothing was counted; the caller answers "try again"."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,8 @@ def present_number(
     """The number to show this visitor now. `keepalive` renewals are not counted as presentations.
 
     Raises ClaimRefused, having changed nothing, when the visitor needs a new number and `may_claim`
-    is false.
+    is false; HandoutBusy, having changed nothing, when no answer came in time (never an overflow
+    that is not real).
     """
     now = now or timezone.now()
     ask = Ask(
@@ -95,7 +107,8 @@ def present_number(
     )
     counted = 0 if keepalive else 1
     steps = steps_for_database()
-    for attempt in range(ATTEMPTS):
+    unanswered, busy_rounds, busy_since = 0, 0, 0.0
+    while True:
         step = steps.hold(ask)
         if step.outcome in (Outcome.KEPT, Outcome.RENEWED, Outcome.CLAIMED):
             if counted:
@@ -113,8 +126,18 @@ def present_number(
             raise ClaimRefused
         if step.outcome == Outcome.NONE:
             break
-        if step.outcome == Outcome.BUSY and attempt >= 2:
-            time.sleep(0.001 * 2 ** (attempt - 2))  # the lockers finish within a statement
+        if step.outcome == Outcome.BUSY:
+            busy_rounds += 1
+            if busy_rounds == 1:
+                busy_since = time.monotonic()
+            elif time.monotonic() - busy_since > BUSY_PATIENCE_SECONDS:
+                raise HandoutBusy
+            if busy_rounds > 2:  # the lockers finish within a statement
+                time.sleep(min(0.001 * 2 ** (busy_rounds - 3), BUSY_BACKOFF_MAX))
+            continue
+        unanswered += 1  # CONFLICT or ENDED
+        if unanswered >= ATTEMPTS:
+            raise HandoutBusy
     overflow_number_id = pool.overflow_number_id if pool.shows_overflow_number else None
     handout_figures.overflowed(pool.id, now, counted=counted, overflow_number_id=overflow_number_id)
     if pool.shows_overflow_number:

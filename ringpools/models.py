@@ -168,7 +168,13 @@ class PromoNumber(models.Model):
     # Staff pin a number to keep it through month-end pruning (who, when, why).
     pinned_at = models.DateTimeField(null=True, blank=True, editable=False)
     pinned_by = models.ForeignKey(
-        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+        "accounts.User",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+        db_index=False,  # a partial index (Meta): every claim rewrites the row's index entries
     )
     pin_reason = models.CharField(max_length=200, blank=True, editable=False)
 
@@ -226,6 +232,10 @@ class PromoNumber(models.Model):
                 name="promonumber_handout_resting",
                 condition=Q(state=NumberState.ACTIVE, role=NumberRole.ROTATING, rested=False),
             ),
+            # Pins are few: the users' foreign key needs an index only where one is set.
+            models.Index(
+                fields=["pinned_by"], name="promonumber_pinned_by", condition=Q(pinned_by__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -239,8 +249,11 @@ class PromoNumber(models.Model):
 class Lease(models.Model):
     """A promo number held by one visitor of one pool until `expires_at` (sliding)."""
 
-    pool = models.ForeignKey(RingPool, on_delete=models.CASCADE, related_name="leases")
-    number = models.ForeignKey(PromoNumber, on_delete=models.PROTECT, related_name="leases")
+    # Indexed by lease_visitor and lease_number_history (Meta), which lead with them: an index of
+    # their own would cost every claim two more index writes, and tempt the planner into reading a
+    # pool's every lease to find one visitor's.
+    pool = models.ForeignKey(RingPool, on_delete=models.CASCADE, related_name="leases", db_index=False)
+    number = models.ForeignKey(PromoNumber, on_delete=models.PROTECT, related_name="leases", db_index=False)
     visitor_id = models.CharField(max_length=128)
     page_url = models.CharField(max_length=2048, blank=True)
     params = models.JSONField(default=dict, blank=True)

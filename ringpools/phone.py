@@ -94,7 +94,12 @@ def to_e164(raw: str) -> str:
 
 @lru_cache(maxsize=65536)
 def display(e164: str) -> str:
-    """'(805) 555-0100' for North American numbers, the international form elsewhere."""
+    """'(805) 555-0100' for North American numbers, the international form elsewhere.
+
+    Every hand-out answer carries it: a North American number (+1 and ten digits), which
+    phonenumbers formats the same way in every NANP country, skips the parse (tests/test_phone.py)."""
+    if len(e164) == 12 and e164.startswith("+1") and e164[2:].isdigit():
+        return f"({e164[2:5]}) {e164[5:8]}-{e164[8:]}"
     parsed = parse(e164)
     fmt = (
         phonenumbers.PhoneNumberFormat.NATIONAL

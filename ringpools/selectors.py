@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from ringpools.choices import NumberRole, NumberState, OverflowMode
-from ringpools.models import PoolHourlyFigures, PromoNumber, RingPool
+from ringpools.models import DestinationNumber, PoolHourlyFigures, PromoNumber, RingPool
 
 
 @dataclass(frozen=True)
@@ -64,42 +66,40 @@ def clear_handout_cache() -> None:
     _cache.clear()
 
 
+# One plain statement, written once: the ORM would compile a query per load, and every web process
+# loads every pool it serves once per RINGPOOL_POOL_CACHE_SECONDS, so with many pools the compiling
+# cost as much as the hand-outs. The values are parameters; the same text runs on SQLite.
+_POOL_SQL = f"""
+SELECT p.id, p.account_id, p.key, p.lease_seconds, p.overflow_mode, o.id, o.number, d.number,
+       p.allowed_origins
+FROM {RingPool._meta.db_table} p
+JOIN {DestinationNumber._meta.db_table} d ON d.id = p.destination_number_id
+LEFT JOIN {PromoNumber._meta.db_table} o ON o.pool_id = p.id AND o.role = %s AND o.state = %s
+WHERE p.key = %s AND p.is_active
+"""
+
+
 def _load_handout_pool(key: str) -> HandoutPool | None:
-    overflow = PromoNumber.objects.filter(
-        pool=OuterRef("pk"), role=NumberRole.OVERFLOW, state=NumberState.ACTIVE
-    )
-    row = (
-        RingPool.objects.filter(key=key, is_active=True)
-        .annotate(
-            overflow_id=Subquery(overflow.values("id")[:1]),
-            overflow_e164=Subquery(overflow.values("number")[:1]),
-        )
-        .values(
-            "id",
-            "account_id",
-            "key",
-            "lease_seconds",
-            "overflow_mode",
-            "overflow_id",
-            "overflow_e164",
-            "destination_number__number",
-            "allowed_origins",
-        )
-        .first()
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_POOL_SQL, [NumberRole.OVERFLOW, NumberState.ACTIVE, key])
+        row = cursor.fetchone()  # one at most: ringpool_one_overflow_number
     if row is None:
         return None
-    origins = row["allowed_origins"] if isinstance(row["allowed_origins"], list) else []
+    pool_id, account_id, key, lease_seconds, mode, overflow_id, overflow_e164, destination, origins = row
+    if isinstance(origins, str | bytes):  # JSON text (SQLite, and Django's jsonb loader)
+        origins = json.loads(origins)
     return HandoutPool(
-        id=row["id"],
-        account_id=row["account_id"],
-        key=row["key"],
-        lease_seconds=row["lease_seconds"],
-        overflow_mode=row["overflow_mode"],
-        overflow_number_id=row["overflow_id"],
-        overflow_number=str(row["overflow_e164"]) if row["overflow_e164"] else None,
-        destination_number=str(row["destination_number__number"]),
-        allowed_origins=frozenset(str(o).rstrip("/").lower() for o in origins),
+        id=pool_id,
+        account_id=account_id,
+        key=key,
+        lease_seconds=lease_seconds,
+        overflow_mode=mode,
+        overflow_number_id=overflow_id,
+        overflow_number=overflow_e164 or None,
+        destination_number=destination,
+        allowed_origins=frozenset(
+            str(o).rstrip("/").lower() for o in (origins if isinstance(origins, list) else [])
+        ),
     )
 
 

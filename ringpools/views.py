@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 from ringpools import phone
 from ringpools.api import (
     ApiError,
+    busy,
     database_errors_as_503,
     error_response,
     parse_number_request,
@@ -22,7 +23,13 @@ from ringpools.api import (
     read_json_body,
     visitor_id_from,
 )
-from ringpools.handout import ClaimRefused, present_number, release_lease
+from ringpools.handout import (
+    BUSY_PATIENCE_SECONDS,
+    ClaimRefused,
+    HandoutBusy,
+    present_number,
+    release_lease,
+)
 from ringpools.models import RingPool
 from ringpools.ratelimit import client_address, limiter
 from ringpools.selectors import HandoutPool, handout_pool, origin_allowed
@@ -86,6 +93,9 @@ def numbers(request: HttpRequest, pool_key: str) -> JsonResponse:
         )
     except ClaimRefused:
         return rate_limited(verdict.retry_after)
+    except HandoutBusy:
+        log.warning("hand-out of pool %s gave no answer in %ss; answered busy", pool.id, BUSY_PATIENCE_SECONDS)
+        return busy()
     if shown.claimed:
         limits.claimed(address=address, now=now)
     response = JsonResponse(

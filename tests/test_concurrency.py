@@ -173,3 +173,67 @@ def test_visitors_racing_for_the_last_number_get_it_once_and_the_rest_overflow(i
         pool.key, [{"visitor_id": f"racer-{i:04d}"} for i in range(SAME_VISITOR)], executor
     )
     assert Counter(a["kind"] for a in answers) == {"promo": 1, "destination": SAME_VISITOR - 1}
+
+
+def hold_row_locks(pool, release: threading.Event, locked: threading.Event) -> None:
+    """Another claim in flight: the pool's numbers locked by another transaction until `release`."""
+    from django.db import transaction
+
+    try:
+        with transaction.atomic():
+            list(PromoNumber.objects.filter(pool=pool).select_for_update())
+            locked.set()
+            release.wait(10)
+    finally:
+        connections.close_all()
+
+
+def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(implementation, monkeypatch):
+    from ringpools.figures import handout_figures
+    from ringpools.models import PoolHourlyFigures
+
+    monkeypatch.setattr(handout, "BUSY_PATIENCE_SECONDS", 0.3)
+    pool = RingPoolFactory()
+    PromoNumberFactory(pool=pool)
+    release, locked = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_row_locks, args=(pool, release, locked))
+    holder.start()
+    try:
+        assert locked.wait(10)
+        response = Client().post(
+            f"/api/v1/ringpools/{pool.key}/numbers",
+            data=json.dumps({"visitor_id": "patient-0001"}),
+            content_type="application/json",
+        )
+    finally:
+        release.set()
+        holder.join()
+    assert response.status_code == 503
+    assert response.json()["error"] == "busy"
+    assert response["Retry-After"] == "1"
+    assert not Lease.objects.filter(pool=pool).exists()
+    handout_figures.flush()
+    assert not PoolHourlyFigures.objects.filter(pool=pool, overflows__gt=0).exists()
+    pool.refresh_from_db()
+    assert pool.last_overflow_at is None
+
+
+def test_a_claim_waits_out_another_claims_lock_and_gets_the_number(implementation):
+    pool = RingPoolFactory()
+    number = PromoNumberFactory(pool=pool)
+    release, locked = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_row_locks, args=(pool, release, locked))
+    holder.start()
+    try:
+        assert locked.wait(10)
+        threading.Timer(0.3, release.set).start()  # the other claim ends (and took nothing)
+        response = Client().post(
+            f"/api/v1/ringpools/{pool.key}/numbers",
+            data=json.dumps({"visitor_id": "patient-0002"}),
+            content_type="application/json",
+        )
+    finally:
+        release.set()
+        holder.join()
+    assert response.status_code == 200
+    assert (response.json()["kind"], response.json()["number"]) == ("promo", number.number)
