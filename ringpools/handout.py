@@ -6,7 +6,7 @@ Invariants, and what keeps them:
    lock (SKIP LOCKED, so concurrent claims spread over different numbers). PostgreSQL also refuses
    overlapping leases of one number (constraint `lease_number_not_held_twice`, migration 0002).
  - One visitor holds at most one number of a pool, however many of its requests arrive at once.
-   PostgreSQL refuses a second live lease of one visitor (`lease_one_per_visitor`, migration 0004);
+   PostgreSQL refuses a second live lease of one visitor (`lease_one_per_visitor`, migrations 0005 and 0006);
    the losing request's claim is undone and it asks again, finding the winner's lease to renew.
    SQLite (the demo) serialises whole hand-outs in IMMEDIATE transactions instead.
  - No false overflow. A request answers overflow only when its statement saw no free number at all;
@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from ringpools.choices import PresentationKind
@@ -155,7 +155,7 @@ def renewal_slack(lease_seconds: int) -> timedelta:
 
 
 def steps_for_database() -> type[_PostgresSteps] | type[_OrmSteps]:
-    return _PostgresSteps if connection.vendor == "postgresql" else _OrmSteps
+    return _PostgresSteps if connections[DEFAULT_DB_ALIAS].vendor == "postgresql" else _OrmSteps
 
 
 def release_lease(*, pool: HandoutPool, visitor_id: str, now: datetime | None = None) -> bool:

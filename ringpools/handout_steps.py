@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Greatest
 
@@ -210,9 +210,10 @@ class _PostgresSteps:
         # preparing off and lets this explicit one through.
         import psycopg
 
-        with connection.wrap_database_errors:
-            connection.ensure_connection()
-            raw = connection.connection
+        database = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a thread-local lookup
+        with database.wrap_database_errors:
+            database.ensure_connection()
+            raw = database.connection
             if raw.prepare_threshold is None:
                 raw.prepare_threshold = 2**31
             with psycopg.Cursor(raw) as cursor:

@@ -133,20 +133,24 @@ class RedisLimiter:
     """Counters in Redis, shared by every web process: one script call (EVALSHA) per request.
 
     One command rather than a pipeline of five: the client's cost per request is what the rate limit
-    adds to the hand-out, and a pipeline's bookkeeping cost several times the round trip. The keys of
-    one call may live on different Redis nodes only in Redis Cluster, which this does not support.
+    adds to the hand-out, and a pipeline's bookkeeping cost several times the round trip. All keys of
+    one call must live on one Redis node: Redis Cluster is not supported.
     """
 
     def __init__(self, url: str) -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._count = self._redis.register_script(COUNT_SCRIPT)
+        client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._redis = client
+        self._script = client.register_script(COUNT_SCRIPT)
+        # One connection of this process, used directly: the client's per-command machinery (a
+        # connection pool checkout, retries, reply callbacks) cost more than the round trip.
+        self._connection = client.connection_pool.make_connection()
+        self._lock = threading.Lock()
         self._warned_at = 0.0
         # Claims made by this process, sent with its next check: no second round trip per claim.
         # Its own next request sees them; another process sees them one request of ours late.
         self._claims: dict[str, int] = {}
-        self._claims_lock = threading.Lock()
 
     def _keys(self, window: int, address: str) -> tuple[str, str]:
         return f"{PREFIX}{window}:a:{address}", f"{PREFIX}{window}:c:{address}"
@@ -155,25 +159,38 @@ class RedisLimiter:
         window, retry_after = _window(now)
         by_address, claims = self._keys(window, address)
         ttl = 2 * max(settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS, 1)
-        with self._claims_lock:
+        with self._lock:
             pending, self._claims = self._claims, {}
-        try:
-            counted_address, counted_visitor, counted_claims = self._count(
-                keys=[by_address, f"{PREFIX}{window}:v:{visitor}", claims, *pending],
-                args=[ttl, *pending.values()],
-            )
-        except Exception as error:  # redis.RedisError, OSError: let the request through
-            with self._claims_lock:  # not counted yet: send them with the next call
-                for key, count in pending.items():
+            keys = [by_address, f"{PREFIX}{window}:v:{visitor}", claims, *pending]
+            try:
+                counted_address, counted_visitor, counted_claims = self._count(keys, [ttl, *pending.values()])
+            except Exception as error:  # redis.RedisError, OSError: let the request through
+                for key, count in pending.items():  # not counted yet: send them with the next call
                     self._claims[key] = self._claims.get(key, 0) + count
-            self._warn(error)
-            return Verdict(allowed=True, may_claim=True, retry_after=retry_after)
+                self._warn(error)
+                return Verdict(allowed=True, may_claim=True, retry_after=retry_after)
         return _verdict(counted_address, counted_visitor, counted_claims, retry_after)
+
+    def _count(self, keys: list[str], args: list[int]) -> list[int]:
+        """EVALSHA on this process's connection; the script is loaded when Redis does not know it."""
+        from redis.exceptions import NoScriptError
+
+        connection = self._connection
+        try:
+            connection.send_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+            return connection.read_response()
+        except NoScriptError:  # a restarted or flushed Redis
+            self._redis.script_load(COUNT_SCRIPT)
+            connection.send_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+            return connection.read_response()
+        except BaseException:
+            connection.disconnect()  # a reply may still be on its way: the next call reconnects
+            raise
 
     def claimed(self, *, address: str, now: float) -> None:
         window, _ = _window(now)
         _, claims = self._keys(window, address)
-        with self._claims_lock:
+        with self._lock:
             self._claims[claims] = self._claims.get(claims, 0) + 1
 
     def reset(self) -> None:

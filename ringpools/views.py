@@ -94,7 +94,7 @@ def numbers(request: HttpRequest, pool_key: str) -> JsonResponse:
     except ClaimRefused:
         return rate_limited(verdict.retry_after)
     except HandoutBusy:
-        log.warning("hand-out of pool %s gave no answer in %ss; answered busy", pool.id, BUSY_PATIENCE_SECONDS)
+        log.warning("hand-out of pool %s: no answer in %ss; answered busy", pool.id, BUSY_PATIENCE_SECONDS)
         return busy()
     if shown.claimed:
         limits.claimed(address=address, now=now)

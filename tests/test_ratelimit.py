@@ -211,3 +211,45 @@ def test_new_visitor_claims_are_counted_across_web_processes(settings):
         assert done.returncode == 0, done.stderr
         answers.append(json.loads(done.stdout))
     assert answers == [[True, True, True], [True, False, False]]
+
+
+@pytest.mark.redis
+def test_the_counting_script_is_loaded_again_after_redis_forgot_it(settings):
+    """A restarted or flushed Redis knows no scripts: counting goes on, nothing is let through unseen."""
+    import time
+
+    import redis
+
+    from ringpools.ratelimit import RedisLimiter
+
+    settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_VISITOR = 3
+    settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS = 3600
+    limiter = RedisLimiter(settings.CELERY_BROKER_URL)
+    moment = time.time() + 3 * 3600  # a window no other test counts in
+    visitor = f"1:visitor-{time.time_ns()}"
+    assert limiter.check(address="203.0.113.70", visitor=visitor, now=moment).allowed
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).script_flush()
+    verdicts = [limiter.check(address="203.0.113.70", visitor=visitor, now=moment).allowed for _ in range(3)]
+    assert verdicts == [True, True, False]
+
+
+@pytest.mark.redis
+def test_a_dropped_redis_connection_is_made_again(settings):
+    import time
+
+    import redis
+
+    from ringpools.ratelimit import RedisLimiter
+
+    settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_VISITOR = 2
+    settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS = 3600
+    limiter = RedisLimiter(settings.CELERY_BROKER_URL)
+    moment = time.time() + 4 * 3600
+    visitor = f"1:visitor-{time.time_ns()}"
+    assert limiter.check(address="203.0.113.71", visitor=visitor, now=moment).allowed
+    admin = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    admin.client_kill_filter(_type="normal", skipme=True)  # every other client, the limiter's too
+    # The call that meets the dead connection lets its request through uncounted; the next reconnect
+    # and count again, so the third is over the limit of two whichever call met it.
+    verdicts = [limiter.check(address="203.0.113.71", visitor=visitor, now=moment).allowed for _ in range(3)]
+    assert verdicts[-1] is False
