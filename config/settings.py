@@ -232,6 +232,7 @@ CORS_URLS_REGEX = r"^/api/v1/ringpools/.*$"
 CORS_ALLOW_METHODS = ("POST", "DELETE", "OPTIONS")
 CORS_ALLOW_HEADERS = ("content-type",)
 CORS_PREFLIGHT_MAX_AGE = 86400
+CORS_EXPOSE_HEADERS = ("Retry-After",)  # the tag waits as long as a 503 or 429 asks
 
 # --- Security -------------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -187,6 +187,8 @@ def test_an_allowed_origin_gets_cors_answers(client, pool):
     response = post(client, pool.key, {"visitor_id": "visitor-0001"}, Origin=ORIGIN)
     assert response.status_code == 200
     assert response["Access-Control-Allow-Origin"] == ORIGIN
+    # The tag reads Retry-After of a 503 or 429 answer: the browser shows it only when exposed.
+    assert "retry-after" in response["Access-Control-Expose-Headers"].lower()
 
 
 def test_another_origin_is_refused_and_gets_no_number(client, pool):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import pytest
 
+from ringpools import handout
 from ringpools.handout import GOODBYE_GRACE
 from ringpools.models import Lease
 from tests.factories import PromoNumberFactory, RingPoolFactory
+from tests.row_locks import hold_row_locks
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PROMO = re.compile(r"\(805\) 555-01\d\d")
@@ -73,3 +76,33 @@ def test_leaving_the_page_releases_the_number(live_server, pool, page):
     lease = Lease.objects.get()
     assert lease.released_at is not None
     assert lease.expires_at == lease.released_at + GOODBYE_GRACE
+
+
+@pytest.mark.postgres
+def test_a_visitor_answered_busy_is_given_a_number_a_moment_later(live_server, pool, page, monkeypatch):
+    """Every free number stays locked by other claims longer than the hand-out waits: the API answers
+    503 busy, the page keeps its number, and the tag asks again after Retry-After (1 s)."""
+    monkeypatch.setattr(handout, "BUSY_PATIENCE_SECONDS", 0.3)
+    statuses: list[int] = []
+
+    def answered(response) -> None:
+        if response.url.endswith("/numbers") and response.request.method == "POST":
+            statuses.append(response.status)
+
+    page.on("response", answered)
+    release, locked = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_row_locks, args=(pool, release, locked))
+    holder.start()
+    try:
+        assert locked.wait(10)
+        page.goto(f"{live_server.url}/demo/?pool={pool.key}")
+        deadline = time.monotonic() + 10
+        while not statuses and time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+        assert page.locator("#phone").get_attribute("data-ringpool-kind") is None  # the page's own number
+    finally:
+        release.set()
+        holder.join()
+    assert PROMO.fullmatch(shown_number(page))
+    assert statuses[:2] == [503, 200]
+    leave(page, live_server)

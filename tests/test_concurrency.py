@@ -16,6 +16,7 @@ from django.utils import timezone
 from ringpools import handout
 from ringpools.models import Lease, PromoNumber
 from tests.factories import PromoNumberFactory, RingPoolFactory
+from tests.row_locks import hold_row_locks
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 CLIENTS = 40
@@ -173,19 +174,6 @@ def test_visitors_racing_for_the_last_number_get_it_once_and_the_rest_overflow(i
         pool.key, [{"visitor_id": f"racer-{i:04d}"} for i in range(SAME_VISITOR)], executor
     )
     assert Counter(a["kind"] for a in answers) == {"promo": 1, "destination": SAME_VISITOR - 1}
-
-
-def hold_row_locks(pool, release: threading.Event, locked: threading.Event) -> None:
-    """Another claim in flight: the pool's numbers locked by another transaction until `release`."""
-    from django.db import transaction
-
-    try:
-        with transaction.atomic():
-            list(PromoNumber.objects.filter(pool=pool).select_for_update())
-            locked.set()
-            release.wait(10)
-    finally:
-        connections.close_all()
 
 
 def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(implementation, monkeypatch):

@@ -46,6 +46,7 @@
 
   var vid = visitorId();
   var shown = null;
+  var retrying = false;  // one retry per 503: "busy" (a rush on the last numbers) or "unavailable"
 
   function ask(keepalive) {
     return fetch(API, {
@@ -56,9 +57,15 @@
       body: JSON.stringify({ visitor_id: vid, page_url: location.href.slice(0, 2048),
                              params: pageParams(), keepalive: keepalive })
     }).then(function (response) {
+      if (response.status === 503 && !retrying) {
+        retrying = true;
+        var seconds = Math.min(parseInt(response.headers.get("Retry-After"), 10) || 1, 30);
+        setTimeout(function () { ask(keepalive); }, seconds * 1000);
+      }
       if (!response.ok) { throw new Error("RingPool: " + response.status); }
       return response.json();
     }).then(function (answer) {
+      retrying = false;
       if (shown !== answer.number) { swap(answer); }
       shown = answer.number;
       return answer;
