@@ -4,6 +4,7 @@ through the ORM on any other database (the SQLite demo). Both take an Ask and re
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -208,18 +209,28 @@ class _PostgresSteps:
         # client and cannot prepare: this one binds on the server. Django turns psycopg's preparing
         # off (prepare_threshold None); a threshold no statement reaches keeps its automatic
         # preparing off and lets this explicit one through.
-        import psycopg
-
         database = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a thread-local lookup
         with database.wrap_database_errors:
             database.ensure_connection()
-            raw = database.connection
-            if raw.prepare_threshold is None:
-                raw.prepare_threshold = 2**31
-            with psycopg.Cursor(raw) as cursor:
-                cursor.execute(HOLD_SQL, args, prepare=True)
-                number, lease_id, expires_at, number_id, outcome = cursor.fetchone()
+            cursor = _hold_cursor(database.connection)
+            cursor.execute(HOLD_SQL, args, prepare=True)
+            number, lease_id, expires_at, number_id, outcome = cursor.fetchone()
         return Step(Outcome(outcome), number, lease_id, expires_at, number_id)
+
+
+_hold_cursors: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _hold_cursor(raw: Any) -> Any:
+    """The hand-out's server-binding cursor on this psycopg connection, made once per connection."""
+    cursor = _hold_cursors.get(raw)
+    if cursor is None or cursor.closed:
+        import psycopg
+
+        if raw.prepare_threshold is None:
+            raw.prepare_threshold = 2**31
+        cursor = _hold_cursors[raw] = psycopg.Cursor(raw)
+    return cursor
 
 
 # --- Any database: the same steps through the ORM -------------------------------------------------

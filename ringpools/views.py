@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -98,16 +99,16 @@ def numbers(request: HttpRequest, pool_key: str) -> JsonResponse:
         return busy()
     if shown.claimed:
         limits.claimed(address=address, now=now)
-    response = JsonResponse(
-        {
-            "number": shown.number,
-            "display": phone.display(shown.number),
-            "kind": shown.kind,
-            "expires_at": shown.expires_at.isoformat() if shown.expires_at else None,
-        }
+    answer = {
+        "number": shown.number,
+        "display": phone.display(shown.number),
+        "kind": shown.kind,
+        "expires_at": shown.expires_at.isoformat() if shown.expires_at else None,
+    }
+    # Plain strings only: json.dumps without JsonResponse's encoder class, on every hand-out.
+    return HttpResponse(
+        json.dumps(answer), content_type="application/json", headers={"Cache-Control": "no-store"}
     )
-    response["Cache-Control"] = "no-store"
-    return response
 
 
 @csrf_exempt
