@@ -56,7 +56,7 @@ ATTEMPTS = 8
 # nearly exhausted pool on a saturated machine can take many rounds; none may end as an overflow,
 # which is counted and would make growth buy a number nobody needed.
 BUSY_PATIENCE_SECONDS = 2.0
-BUSY_BACKOFF_MAX = 0.02
+BUSY_BACKOFF_MAX = 0.05
 
 
 class ClaimRefused(Exception):
@@ -65,7 +65,8 @@ class ClaimRefused(Exception):
 
 class HandoutBusy(Exception):
     """No answer in time: free numbers stayed locked by other claims, or this visitor's requests kept
-    conflicting. Nothing changed and nothing was counted; the caller answers "try again"."""
+    conflicting. Nothing was leased and nothing counted (an earlier round may have ended a lease whose
+    number left service, or flagged rested numbers); the caller answers "try again"."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,8 @@ def present_number(
     """The number to show this visitor now. `keepalive` renewals are not counted as presentations.
 
     Raises ClaimRefused, having changed nothing, when the visitor needs a new number and `may_claim`
-    is false; HandoutBusy, having changed nothing, when no answer came in time (never an overflow
-    that is not real).
+    is false; HandoutBusy, having leased and counted nothing, when no answer came in time (never an
+    overflow that is not real).
     """
     now = now or timezone.now()
     ask = Ask(

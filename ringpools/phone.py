@@ -96,9 +96,10 @@ def to_e164(raw: str) -> str:
 def display(e164: str) -> str:
     """'(805) 555-0100' for North American numbers, the international form elsewhere.
 
-    Every hand-out answer carries it: a North American number (+1 and ten digits), which
-    phonenumbers formats the same way in every NANP country, skips the parse (tests/test_phone.py)."""
-    if len(e164) == 12 and e164.startswith("+1") and e164[2:].isdigit():
+    Every hand-out answer carries it: a North American number (+1, an area code from 2 to 9, ten
+    digits), which phonenumbers formats the same way in every NANP country, skips the parse
+    (tests/test_phone.py)."""
+    if len(e164) == 12 and e164.startswith("+1") and e164[2] in "23456789" and e164[2:].isdigit():
         return f"({e164[2:5]}) {e164[5:8]}-{e164[8:]}"
     parsed = parse(e164)
     fmt = (

@@ -29,6 +29,7 @@ from accounts.throttle import client_ip
 
 log = logging.getLogger(__name__)
 PREFIX = "ringpool:rl:"
+MAX_PENDING_CLAIMS = 1000  # claim counters kept for the next call while Redis does not answer
 
 
 @dataclass(frozen=True)
@@ -165,24 +166,37 @@ class RedisLimiter:
             try:
                 counted_address, counted_visitor, counted_claims = self._count(keys, [ttl, *pending.values()])
             except Exception as error:  # redis.RedisError, OSError: let the request through
-                for key, count in pending.items():  # not counted yet: send them with the next call
-                    self._claims[key] = self._claims.get(key, 0) + count
+                # Not counted yet: send them with the next call, but only this window's (verdicts
+                # read no other) and a bounded number, so an outage leaves no backlog behind it.
+                current = f"{PREFIX}{window}:"
+                for key, count in pending.items():
+                    if key.startswith(current) and len(self._claims) < MAX_PENDING_CLAIMS:
+                        self._claims[key] = self._claims.get(key, 0) + count
                 self._warn(error)
                 return Verdict(allowed=True, may_claim=True, retry_after=retry_after)
         return _verdict(counted_address, counted_visitor, counted_claims, retry_after)
 
     def _count(self, keys: list[str], args: list[int]) -> list[int]:
         """EVALSHA on this process's connection; the script is loaded when Redis does not know it."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import NoScriptError
 
         connection = self._connection
         try:
-            connection.send_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
-            return connection.read_response()
-        except NoScriptError:  # a restarted or flushed Redis
-            self._redis.script_load(COUNT_SCRIPT)
-            connection.send_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
-            return connection.read_response()
+            # A connection Redis closed (a restart, an idle timeout) reads as ready: open a new one
+            # rather than lose this request's count on it.
+            if connection._sock is not None and connection.can_read(timeout=0):
+                connection.disconnect()
+        except (OSError, ConnectionError, RedisConnectionError):
+            connection.disconnect()
+        try:
+            try:
+                connection.send_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+                return connection.read_response()
+            except NoScriptError:  # a restarted or flushed Redis
+                self._redis.script_load(COUNT_SCRIPT)
+                connection.send_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+                return connection.read_response()
         except BaseException:
             connection.disconnect()  # a reply may still be on its way: the next call reconnects
             raise

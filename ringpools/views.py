@@ -25,7 +25,6 @@ from ringpools.api import (
     visitor_id_from,
 )
 from ringpools.handout import (
-    BUSY_PATIENCE_SECONDS,
     ClaimRefused,
     HandoutBusy,
     present_number,
@@ -69,7 +68,7 @@ def _own_origin(request: HttpRequest) -> str:
 
 @csrf_exempt
 @database_errors_as_503
-def numbers(request: HttpRequest, pool_key: str) -> JsonResponse:
+def numbers(request: HttpRequest, pool_key: str) -> HttpResponse:
     """POST /api/v1/ringpools/<key>/numbers: the number this visitor sees (SPEC §9)."""
     if request.method != "POST":
         return _not_post(request, pool_key)
@@ -95,7 +94,7 @@ def numbers(request: HttpRequest, pool_key: str) -> JsonResponse:
     except ClaimRefused:
         return rate_limited(verdict.retry_after)
     except HandoutBusy:
-        log.warning("hand-out of pool %s: no answer in %ss; answered busy", pool.id, BUSY_PATIENCE_SECONDS)
+        log.warning("hand-out of pool %s: free numbers stayed locked or requests kept colliding", pool.id)
         return busy()
     if shown.claimed:
         limits.claimed(address=address, now=now)

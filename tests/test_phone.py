@@ -27,6 +27,7 @@ def formatted_by_phonenumbers(e164: str) -> str:
         "+18765550100",  # Jamaica (NANP outside the US)
         "+16715550100",  # Guam
         "+12001000000",  # the benchmark's invented numbers
+        "+11005550100",  # no area code starts with 1: phonenumbers does not format it as one
     ],
 )
 def test_north_american_numbers_display_as_phonenumbers_formats_them(e164):

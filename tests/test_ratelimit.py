@@ -234,7 +234,7 @@ def test_the_counting_script_is_loaded_again_after_redis_forgot_it(settings):
 
 
 @pytest.mark.redis
-def test_a_dropped_redis_connection_is_made_again(settings):
+def test_a_dropped_redis_connection_is_made_again_and_no_request_goes_uncounted(settings):
     import time
 
     import redis
@@ -247,9 +247,43 @@ def test_a_dropped_redis_connection_is_made_again(settings):
     moment = time.time() + 4 * 3600
     visitor = f"1:visitor-{time.time_ns()}"
     assert limiter.check(address="203.0.113.71", visitor=visitor, now=moment).allowed
-    admin = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    admin.client_kill_filter(_type="normal", skipme=True)  # every other client, the limiter's too
-    # The call that meets the dead connection lets its request through uncounted; the next reconnect
-    # and count again, so the third is over the limit of two whichever call met it.
-    verdicts = [limiter.check(address="203.0.113.71", visitor=visitor, now=moment).allowed for _ in range(3)]
-    assert verdicts[-1] is False
+    own = limiter._connection
+    own.send_command("CLIENT", "ID")
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).client_kill_filter(_id=own.read_response())
+    time.sleep(0.05)
+    verdicts = [limiter.check(address="203.0.113.71", visitor=visitor, now=moment).allowed for _ in range(2)]
+    assert verdicts == [True, False]  # the second and third requests, both counted
+
+
+@pytest.mark.redis
+def test_claims_made_while_redis_is_down_count_in_their_window_only(settings, monkeypatch):
+    import time
+
+    import redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from ringpools.ratelimit import PREFIX, RedisLimiter
+
+    settings.RINGPOOL_RATE_LIMIT_NEW_VISITORS_PER_ADDRESS = 3
+    settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS = 60
+    limiter = RedisLimiter(settings.CELERY_BROKER_URL)
+    address = f"198.51.100.{time.time_ns() % 250}"
+    start = (int(time.time() // 60) + 10_000) * 60  # windows no other test counts in
+
+    def down(*args, **kwargs):
+        raise RedisConnectionError("Redis is down")
+
+    monkeypatch.setattr(limiter._connection, "send_command", down)
+    for minute in range(30):  # half an hour of outage: every request let through, two claims a minute
+        now = start + minute * 60 + 1
+        assert limiter.check(address=address, visitor="1:visitor-down", now=now).may_claim
+        limiter.claimed(address=address, now=now)
+        limiter.claimed(address=address, now=now)
+    now = start + 29 * 60 + 30  # Redis is back within the last minute of the outage
+    monkeypatch.undo()
+    limiter.claimed(address=address, now=now)
+    # This minute's three claims reach Redis with the next request: the new-visitor budget is spent.
+    assert limiter.check(address=address, visitor="1:visitor-back", now=now).may_claim is False
+    shared = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    written = [key.decode() for key in shared.scan_iter(match=f"{PREFIX}*:c:{address}")]
+    assert written == [f"{PREFIX}{start // 60 + 29}:c:{address}"]  # ended minutes were not replayed

@@ -60,7 +60,8 @@
       if (response.status === 503 && !retrying) {
         retrying = true;
         var seconds = Math.min(parseInt(response.headers.get("Retry-After"), 10) || 1, 30);
-        setTimeout(function () { ask(keepalive); }, seconds * 1000);
+        // Spread over one to two times the wait: pages answered together do not come back together.
+        setTimeout(function () { ask(keepalive); }, seconds * (1000 + Math.random() * 1000));
       }
       if (!response.ok) { throw new Error("RingPool: " + response.status); }
       return response.json();
