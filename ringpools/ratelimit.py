@@ -185,6 +185,8 @@ class RedisLimiter:
         try:
             # A connection Redis closed (a restart, an idle timeout) reads as ready: open a new one
             # rather than lose this request's count on it.
+            # (Only an open one: can_read() would connect, and a Redis that is down would then be
+            # tried twice per request. redis-py has no public "is connected".)
             if connection._sock is not None and connection.can_read(timeout=0):
                 connection.disconnect()
         except (OSError, ConnectionError, RedisConnectionError):
