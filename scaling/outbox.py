@@ -230,18 +230,13 @@ def pools_numbers_release_begin(
         PromoNumber.objects.filter(pk__in=[n.pk for n in numbers]).update(state=NumberState.RELEASING)
         orders = CarrierOrder.objects.bulk_create(
             [
-                CarrierOrder(
-                    kind=OrderKind.RELEASE,
-                    account_id=pools[number.pool_id].account_id,
-                    pool_id=number.pool_id,
+                _release_order(
                     number=number,
-                    role=number.role,
-                    request_id=new_request_id(number.pool_id),
-                    carrier_ref=number.carrier_ref,
+                    account_id=pools[number.pool_id].account_id,
                     trigger=trigger,
-                    reason=wanted[number.pk][1].reason[:300],
+                    reason=wanted[number.pk][1].reason,
                     actor=actor,
-                    created_at=now,
+                    now=now,
                 )
                 for number in numbers
             ]
@@ -345,10 +340,20 @@ def _release_begin_postgres(
     ]
 
 
-def _release_order_create(*, number: PromoNumber, trigger: str, reason: str, now: datetime) -> CarrierOrder:
-    return CarrierOrder.objects.create(
+def _release_order(
+    *,
+    number: PromoNumber,
+    account_id: int,
+    trigger: str,
+    reason: str,
+    now: datetime,
+    actor: Any = None,
+) -> CarrierOrder:
+    """A release order of `number`, not saved yet (the ORM paths; the PostgreSQL batch writes the same
+    columns in one statement, _release_begin_postgres)."""
+    return CarrierOrder(
         kind=OrderKind.RELEASE,
-        account_id=number.account_id,
+        account_id=account_id,
         pool_id=number.pool_id,
         number=number,
         role=number.role,
@@ -356,8 +361,17 @@ def _release_order_create(*, number: PromoNumber, trigger: str, reason: str, now
         carrier_ref=number.carrier_ref,
         trigger=trigger,
         reason=reason[:300],
+        actor=actor,
         created_at=now,
     )
+
+
+def _release_order_create(*, number: PromoNumber, trigger: str, reason: str, now: datetime) -> CarrierOrder:
+    order = _release_order(
+        number=number, account_id=number.account_id, trigger=trigger, reason=reason, now=now
+    )
+    order.save(force_insert=True)
+    return order
 
 
 def _release_run(order: CarrierOrder, *, carrier: Carrier | None, now: datetime) -> CarrierOrder:
