@@ -253,8 +253,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"public_client_errors": {"()": "ringpools.logs.PublicClientErrors"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    # django-axes logs every successful sign-in at INFO; failures and lockouts are warnings.
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {
+        # django-axes logs every successful sign-in at INFO; failures and lockouts are warnings.
+        "axes": {"level": "WARNING"},
+        # A visitor API client's 4xx (bad input, 429 of a flood) is answered, not logged per request.
+        "django.request": {"filters": ["public_client_errors"]},
+    },
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -69,6 +70,17 @@ def test_renewals_of_one_visitor_beyond_its_limit_get_429(client, limits, pool):
         assert ask(client, pool, "renewer-0001").status_code == 200
     assert_rate_limited(ask(client, pool, "renewer-0001"))
     assert Lease.objects.count() == 1
+
+
+def test_a_flood_is_refused_without_a_log_line_per_request(client, limits, pool, caplog):
+    """A client sending thousands of refused requests must not write thousands of log lines; errors
+    of the back office are still logged."""
+    caplog.set_level(logging.WARNING)
+    for _ in range(20):
+        ask(client, pool, "renewer-0002")
+    assert not [r for r in caplog.records if r.name == "django.request"]
+    assert client.get("/no-such-page/").status_code == 404  # outside the public endpoints
+    assert [r for r in caplog.records if r.name == "django.request"]
 
 
 def test_all_requests_of_one_address_are_limited(client, limits, pool):
