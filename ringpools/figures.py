@@ -190,9 +190,25 @@ class HandoutFigures:
 def _write(pending: _Pending) -> None:
     # Sorted, so two processes flushing at once take row locks in the same order (no deadlock).
     with transaction.atomic(), connection.cursor() as cursor:
+        # A pool deleted since its counts were taken has nowhere to keep them: drop those, or the
+        # foreign key would refuse the whole flush, every flush, and no other pool's figures would be
+        # written again. The pools kept are key-share locked until the commit (not on SQLite, which
+        # runs one writer at a time).
+        pool_ids = {pool_id for pool_id, _ in pending.counts}
+        existing = (
+            set(
+                RingPool.objects.filter(pk__in=pool_ids)
+                .select_for_update(no_key=True)
+                .values_list("pk", flat=True)
+                .order_by("pk")
+            )
+            if pool_ids
+            else set()
+        )
         rows = [
             [pool_id, *figures_key(hour), presented, overflowed, 0]
             for (pool_id, hour), (presented, overflowed) in sorted(pending.counts.items())
+            if pool_id in existing
         ]
         if rows:
             cursor.executemany(UPSERT_SQL, rows)
