@@ -18,5 +18,15 @@ def client_ip(request: HttpRequest) -> str:
         forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
         forwarded = [part for part in forwarded if part]
         if len(forwarded) >= hops:
-            return forwarded[-hops]
+            return _without_port(forwarded[-hops])
     return request.META.get("REMOTE_ADDR", "")
+
+
+def _without_port(address: str) -> str:
+    """'203.0.113.7:5678' and '[2001:db8::1]:443', as some proxies write them, name the client only;
+    a port would give each connection a budget of its own."""
+    if address.startswith("["):
+        return address[1:].split("]", 1)[0]
+    if address.count(":") == 1:
+        return address.split(":", 1)[0]
+    return address

@@ -149,7 +149,9 @@ def visitor_id_from(data: dict[str, Any]) -> str:
 
 def parse_number_request(data: dict[str, Any]) -> NumberRequest:
     visitor_id = visitor_id_from(data)
-    page_url = data.get("page_url", "") or ""
+    page_url = data.get("page_url")
+    if page_url is None:
+        page_url = ""
     if not isinstance(page_url, str) or len(page_url) > MAX_PAGE_URL:
         raise ApiError(
             400, "invalid_page_url", f"page_url must be a URL of at most {MAX_PAGE_URL} characters."

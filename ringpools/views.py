@@ -138,10 +138,14 @@ def _script(text: str, status: int) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/javascript; charset=utf-8")
 
 
+# The public endpoints below answer cross-site callers without a session: no CSRF check (which would
+# answer Django's HTML 403 instead of their JSON or JavaScript).
+@csrf_exempt
 def api_not_found(request: HttpRequest) -> JsonResponse:
     return error_response(404, "not_found", "No such endpoint: see /api/v1/ringpools/<key>/numbers.")
 
 
+@csrf_exempt
 def tag(request: HttpRequest, pool_key: str) -> HttpResponse:
     """GET /tag/<key>.js: the script landing pages include. Always JavaScript, even as an error."""
     if request.method not in ("GET", "HEAD"):
@@ -171,6 +175,7 @@ def tag(request: HttpRequest, pool_key: str) -> HttpResponse:
     return response
 
 
+@csrf_exempt
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database answers; 503 otherwise."""
@@ -182,6 +187,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
 
+@csrf_exempt
 @require_GET
 def livez(request: HttpRequest) -> JsonResponse:
     """A constant answer: the process is up. The benchmark's baseline."""

@@ -103,6 +103,8 @@ def test_overflow_answers_have_no_expiry(client, pool):
             "invalid_page_url",
         ),
         ({"visitor_id": "visitor-0001", "page_url": 42}, "application/json", 400, "invalid_page_url"),
+        ({"visitor_id": "visitor-0001", "page_url": False}, "application/json", 400, "invalid_page_url"),
+        ({"visitor_id": "visitor-0001", "page_url": []}, "application/json", 400, "invalid_page_url"),
         ({"visitor_id": "visitor-0001", "keepalive": "yes"}, "application/json", 400, "invalid_keepalive"),
         ({"visitor_id": "visitor-0001", "pad": "x" * 17000}, "application/json", 413, "body_too_large"),
     ],
@@ -350,3 +352,20 @@ def test_the_tag_answers_a_preflight_with_javascript_not_cors(client, pool):
     )
     assert response.status_code == 405 and response["Content-Type"].startswith("text/javascript")
     assert "Access-Control-Allow-Methods" not in response
+
+
+def test_public_endpoints_answer_their_own_way_to_callers_without_a_csrf_token(pool):
+    """Landing pages and probes have no session or CSRF token: no endpoint answers Django's HTML 403."""
+    strict = Client(enforce_csrf_checks=True)
+    elsewhere = strict.post("/api/v1/nothing-here", data="{}", content_type="application/json")
+    assert (elsewhere.status_code, elsewhere.json()["error"]) == (404, "not_found")
+    tag = strict.post(f"/tag/{pool.key}.js")
+    assert tag.status_code == 405 and tag["Content-Type"].startswith("text/javascript")
+    assert strict.post("/healthz").status_code == 405
+    assert strict.post("/livez").status_code == 405
+    number = strict.post(
+        f"/api/v1/ringpools/{pool.key}/numbers",
+        data=json.dumps({"visitor_id": "visitor-0001"}),
+        content_type="application/json",
+    )
+    assert number.json()["kind"] == "promo"

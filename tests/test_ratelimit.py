@@ -106,6 +106,17 @@ def test_behind_one_trusted_proxy_the_address_it_appended_is_the_client(client, 
     assert ask(client, pool, "neighbour-0001", X_Forwarded_For="203.0.113.8").json()["kind"] == "promo"
 
 
+def test_a_port_written_by_the_proxy_buys_no_fresh_budget(client, limits, pool):
+    limits.RINGPOOL_TRUSTED_PROXY_HOPS = 1
+    for i in range(3):
+        ask(client, pool, f"inventor-{i:04d}", X_Forwarded_For=f"203.0.113.9:{40000 + i}")
+    assert_rate_limited(ask(client, pool, "inventor-0003", X_Forwarded_For="203.0.113.9:50000"))
+    assert_rate_limited(ask(client, pool, "inventor-0004", X_Forwarded_For="203.0.113.9"))
+    for i in range(3):
+        ask(client, pool, f"sixer-{i:04d}", X_Forwarded_For=f"[2001:db8:9:9::1]:{40000 + i}")
+    assert_rate_limited(ask(client, pool, "sixer-0003", X_Forwarded_For="[2001:db8:9:9::2]:443"))
+
+
 def test_ipv6_clients_are_counted_per_64_block(client, limits, pool):
     limits.RINGPOOL_TRUSTED_PROXY_HOPS = 1
     for i in range(3):
