@@ -3,8 +3,10 @@
 Three counters per fixed window (RINGPOOL_RATE_LIMIT_WINDOW_SECONDS): all requests per client
 address, all requests per visitor id of a pool, and new visitors given a number per client address —
 the tightest, since new-visitor claims are what drain a pool. A request over either of the first two
-is refused before the database is touched; a request over the third is refused only if it would
-need a new number (the hand-out is told it may not claim, and changes nothing).
+is refused before the hand-out runs (the pool's settings are read first, from a per-process cache;
+requests for unknown pool keys are answered 404 without counting); a request over the third is
+refused only if it would need a new number (the hand-out is told it may not claim, and changes
+nothing).
 
 The counters live in Redis when RINGPOOL_RATE_LIMIT_URL is a redis:// URL (shared by every web
 process; one script call, one round trip, per request), in this process otherwise

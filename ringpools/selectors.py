@@ -37,6 +37,10 @@ class HandoutPool:
 
 
 _cache: dict[str, tuple[float, HandoutPool | None]] = {}
+# Keys that name no pool, apart: a client sending made-up keys fills this one, never evicting the
+# pools being served (each made-up key still costs one query per RINGPOOL_POOL_CACHE_SECONDS).
+_misses: dict[str, float] = {}
+CACHE_LIMIT = 10_000
 # What models.new_pool_key makes (and older keys typed by hand): anything else is no pool, answered
 # without a query (a NUL or a megabyte in the path never reaches the database or the log).
 POOL_KEY = re.compile(r"[A-Za-z0-9_-]{1,40}")
@@ -52,18 +56,26 @@ def handout_pool(key: str) -> HandoutPool | None:
         return None
     ttl = settings.RINGPOOL_POOL_CACHE_SECONDS
     now = time.monotonic()
-    if ttl > 0 and (hit := _cache.get(key)) is not None and hit[0] > now:
-        return hit[1]
+    if ttl > 0:
+        if (hit := _cache.get(key)) is not None and hit[0] > now:
+            return hit[1]
+        if _misses.get(key, 0.0) > now:
+            return None
     pool = _load_handout_pool(key)
     if ttl > 0:
-        if len(_cache) > 10_000:
-            _cache.clear()
-        _cache[key] = (now + ttl, pool)
+        cache = _cache if pool is not None else _misses
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        if pool is not None:
+            _cache[key] = (now + ttl, pool)
+        else:
+            _misses[key] = now + ttl
     return pool
 
 
 def clear_handout_cache() -> None:
     _cache.clear()
+    _misses.clear()
 
 
 # One plain statement, written once: the ORM would compile a query per load, and every web process

@@ -369,3 +369,18 @@ def test_public_endpoints_answer_their_own_way_to_callers_without_a_csrf_token(p
         content_type="application/json",
     )
     assert number.json()["kind"] == "promo"
+
+
+def test_made_up_pool_keys_do_not_evict_the_pools_being_served(
+    pool, settings, monkeypatch, django_assert_num_queries
+):
+    from ringpools import selectors
+
+    settings.RINGPOOL_POOL_CACHE_SECONDS = 60
+    monkeypatch.setattr(selectors, "CACHE_LIMIT", 5)
+    assert selectors.handout_pool(pool.key) is not None
+    for i in range(50):  # a client inventing keys
+        assert selectors.handout_pool(f"rp_madeup{i:04d}") is None
+    with django_assert_num_queries(0):
+        assert selectors.handout_pool(pool.key).id == pool.id
+        assert selectors.handout_pool("rp_madeup0049") is None  # a recent miss is remembered too
