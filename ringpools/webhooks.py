@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
 from accounts.secrets import UndecryptableSecret
 from accounts.services import account_carrier_token_confirm
-from ringpools.api import database_errors_as_503
+from ringpools.api import database_errors_as_503, error_response, unavailable
 from ringpools.calls import IncomingCall, call_record, promo_number_for
 from ringpools.models import PromoNumber
 
@@ -59,14 +60,19 @@ def _signature_valid(number: PromoNumber, request: HttpRequest, params: dict, si
 
 
 @csrf_exempt
-@require_POST
 @database_errors_as_503
 def calls(request: HttpRequest) -> HttpResponse:
-    form = request.POST
+    """The carrier's voice webhook. Errors are JSON, as every public endpoint's (SPEC §9)."""
+    if request.method != "POST":
+        response = error_response(405, "method_not_allowed", "Use POST.")
+        response["Allow"] = "POST"
+        return response
+    try:
+        form = request.POST
+    except (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent):
+        return error_response(400, "invalid_form", "The body is not a form the webhook can read.")
     if any("\x00" in value for values in form.lists() for value in values[1]):
-        return HttpResponse(
-            "Form fields must not contain NUL characters.\n", status=400, content_type="text/plain"
-        )
+        return error_response(400, "invalid_form", "Form fields must not contain NUL characters.")
     number = promo_number_for(form.get("To", ""))
     signature = request.headers.get("x-twilio-signature", "")
     params = {name: form.get(name) for name in form}
@@ -79,13 +85,14 @@ def calls(request: HttpRequest) -> HttpResponse:
             "Cannot decrypt the carrier token of account %s: check RINGPOOL_ENCRYPTION_KEYS",
             number.account_id,
         )
-        return HttpResponse("Credentials unavailable.\n", status=503, content_type="text/plain")
+        return unavailable()
     if not signed:
-        log.warning("Refused an unsigned or wrongly signed call webhook for To=%r", form.get("To"))
-        return HttpResponse("Forbidden: bad or missing signature.\n", status=403, content_type="text/plain")
+        # %r and a bound: no raw bytes and no megabyte of an unsigned caller's text in one log line.
+        log.warning("Refused an unsigned or wrongly signed call webhook for To=%r", form.get("To", "")[:40])
+        return error_response(403, "bad_signature", "The request is not signed by the number's account.")
     call_sid = form.get("CallSid", "")
     if not call_sid:
-        return HttpResponse("CallSid is required.\n", status=400, content_type="text/plain")
+        return error_response(400, "missing_call_sid", "CallSid is required.")
     incoming = IncomingCall(
         call_sid=call_sid[:64],
         from_number=form.get("From", ""),

@@ -384,3 +384,8 @@ def test_made_up_pool_keys_do_not_evict_the_pools_being_served(
     with django_assert_num_queries(0):
         assert selectors.handout_pool(pool.key).id == pool.id
         assert selectors.handout_pool("rp_madeup0049") is None  # a recent miss is remembered too
+
+
+def test_a_tag_key_with_a_newline_gets_the_tags_javascript_404(client):
+    response = client.get("/tag/%0A.js")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/javascript")

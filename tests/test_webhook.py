@@ -73,7 +73,7 @@ def test_the_to_number_is_found_in_any_format(client, number):
 def test_unsigned_or_wrongly_signed_requests_are_refused_and_record_nothing(client, number, signature):
     headers = {} if signature is None else {"X-Twilio-Signature": signature}
     response = client.post("/webhooks/calls", data=call_form("+18055550160"), headers=headers)
-    assert response.status_code == 403
+    assert (response.status_code, response.json()["error"]) == (403, "bad_signature")
     assert not Call.objects.exists()
     assert PromoNumber.objects.get(pk=number.pk).last_called_at is None
 
@@ -91,6 +91,7 @@ def test_a_signed_request_without_a_callsid_is_a_clear_400(client, number):
     del form["CallSid"]
     response = post_signed(client, form)
     assert response.status_code == 400 and b"CallSid" in response.content
+    assert response.json()["error"] == "missing_call_sid"
     assert not Call.objects.exists()
 
 
@@ -168,3 +169,29 @@ def test_the_signature_covers_the_public_url_behind_a_proxy(client, number, sett
 
 def test_each_account_signs_with_its_own_token(client, number):
     assert post_signed(client, call_form("+18055550160"), token="another-accounts-token").status_code == 403
+
+
+@pytest.mark.parametrize(
+    "body, content_type, code",
+    [
+        (b"--xyz\r\n", "multipart/form-data", "invalid_form"),  # no boundary
+        (
+            "&".join(f"f{i}=1" for i in range(1500)).encode(),
+            "application/x-www-form-urlencoded",
+            "invalid_form",
+        ),
+    ],
+)
+def test_a_body_the_webhook_cannot_read_is_a_json_400(client, number, body, content_type, code):
+    response = client.generic("POST", "/webhooks/calls", body, content_type=content_type)
+    assert (response.status_code, response.json()["error"]) == (400, code)
+    assert not Call.objects.exists()
+
+
+def test_other_methods_get_a_json_405(client):
+    response = client.get("/webhooks/calls")
+    assert (response.status_code, response.json()["error"], response["Allow"]) == (
+        405,
+        "method_not_allowed",
+        "POST",
+    )
