@@ -115,12 +115,10 @@ class HandoutFigures:
             presented[number_id] = max(moment, presented.get(number_id, moment))
         self._written_soon()
 
-    def overflowed(
-        self, pool_id: int, moment: datetime, *, counted: int, overflow_number_id: int | None
-    ) -> None:
+    def overflowed(self, pool_id: int, moment: datetime, *, overflow_number_id: int | None) -> None:
         with self._lock:
             pending = self._pending
-            pending.counts[(pool_id, hour_of(moment))][0] += counted
+            pending.counts[(pool_id, hour_of(moment))][0] += 1
             pending.counts[(pool_id, hour_of(moment))][1] += 1
             pending.last_overflow[pool_id] = max(moment, pending.last_overflow.get(pool_id, moment))
             if overflow_number_id is not None:

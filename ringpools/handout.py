@@ -88,7 +88,8 @@ def present_number(
     may_claim: bool = True,
     now: datetime | None = None,
 ) -> Presentation:
-    """The number to show this visitor now. `keepalive` renewals are not counted as presentations.
+    """The number to show this visitor now. `keepalive` renewals of a number are not counted as
+    presentations; an overflow shown is counted every time (with a presentation).
 
     Raises ClaimRefused, having changed nothing, when the visitor needs a new number and `may_claim`
     is false; HandoutBusy, having leased and counted nothing, when no answer came in time (never an
@@ -140,7 +141,9 @@ def present_number(
         if unanswered >= ATTEMPTS:
             raise HandoutBusy
     overflow_number_id = pool.overflow_number_id if pool.shows_overflow_number else None
-    handout_figures.overflowed(pool.id, now, counted=counted, overflow_number_id=overflow_number_id)
+    # Every overflow shown is an overflow presentation (SPEC §3.5), a keep-alive's too: the visitor
+    # still waits for a number. It counts as a presentation as well, so overflows never exceed them.
+    handout_figures.overflowed(pool.id, now, overflow_number_id=overflow_number_id)
     if pool.shows_overflow_number:
         return Presentation(
             number=pool.overflow_number or "", kind=PresentationKind.OVERFLOW, expires_at=None

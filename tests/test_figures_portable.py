@@ -24,7 +24,7 @@ def test_a_pool_deleted_before_the_flush_does_not_hold_back_the_other_pools_figu
     kept, deleted = RingPoolFactory(), RingPoolFactory()
     now = timezone.now()
     handout_figures.presented(kept.id, now)
-    handout_figures.overflowed(kept.id, now, counted=1, overflow_number_id=None)
+    handout_figures.overflowed(kept.id, now, overflow_number_id=None)
     handout_figures.presented(deleted.id, now)
     deleted.delete()
     handout_figures.flush()

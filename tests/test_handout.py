@@ -312,3 +312,16 @@ def test_hourly_figures_count_presentations_and_overflows_but_not_keepalives(imp
         .order_by()
     }
     assert hours == {T0: (3, 2), T0 + timedelta(hours=1): (1, 0)}
+
+
+def test_a_visitor_kept_in_overflow_counts_each_overflow_shown_and_never_more_than_presentations(
+    implementation,
+):
+    pool = pool_with(1)
+    with time_machine.travel(T0 + timedelta(minutes=10), tick=False):
+        ask(pool, "visitor-aaaa")  # holds the only number
+        ask(pool, "visitor-bbbb")  # overflow
+        for _ in range(3):
+            ask(pool, "visitor-bbbb", keepalive=True)  # the tag renewing: still shown the overflow
+    totals = PoolHourlyFigures.objects.filter(pool=pool).aggregate(p=Sum("presentations"), o=Sum("overflows"))
+    assert totals == {"p": 5, "o": 4}
