@@ -11,7 +11,7 @@ from django.db import connection, transaction
 
 class JobLock(IntEnum):
     COMPACT_HOURLY_FIGURES = 7_001
-    GROW_RINGPOOLS = 7_002
+    # 7_002 is retired (growth takes each pool by compare-and-swap, no job lock): do not reuse it.
     PRUNE_RINGPOOLS = 7_003
 
 

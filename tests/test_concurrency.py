@@ -225,3 +225,76 @@ def test_a_claim_waits_out_another_claims_lock_and_gets_the_number(implementatio
         holder.join()
     assert response.status_code == 200
     assert (response.json()["kind"], response.json()["number"]) == ("promo", number.number)
+
+
+def test_free_numbers_not_yet_rested_and_locked_by_other_claims_answer_busy(implementation, monkeypatch):
+    """The second probe: free numbers released within the cool-down (not flagged rested)."""
+    from ringpools.figures import handout_figures
+
+    monkeypatch.setattr(handout, "BUSY_PATIENCE_SECONDS", 0.3)
+    pool = RingPoolFactory()
+    PromoNumberFactory(pool=pool, rested=False, busy_until=timezone.now() - timedelta(minutes=1))
+    release, locked = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_row_locks, args=(pool, release, locked))
+    holder.start()
+    try:
+        assert locked.wait(10)
+        response = Client().post(
+            f"/api/v1/ringpools/{pool.key}/numbers",
+            data=json.dumps({"visitor_id": "patient-0003"}),
+            content_type="application/json",
+        )
+    finally:
+        release.set()
+        holder.join()
+    assert (response.status_code, response.json()["error"]) == (503, "busy")
+    handout_figures.flush()
+    pool.refresh_from_db()
+    assert pool.last_overflow_at is None and not Lease.objects.filter(pool=pool).exists()
+
+
+def test_a_claim_flags_at_most_32_rested_numbers_and_skips_those_other_claims_hold(implementation):
+    from ringpools.handout_steps import BACKLOG_FLAGGED
+
+    pool = RingPoolFactory()
+    rested_long_ago = timezone.now() - timedelta(hours=2)
+    numbers = [
+        PromoNumberFactory(pool=pool, rested=False, busy_until=rested_long_ago + timedelta(seconds=i))
+        for i in range(BACKLOG_FLAGGED + 8)
+    ]
+    held = numbers[:5]  # the five rested longest, locked by another claim in flight
+    release, locked = threading.Event(), threading.Event()
+
+    def hold_five() -> None:
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                list(PromoNumber.objects.filter(pk__in=[n.pk for n in held]).select_for_update())
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_five)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        answer = (
+            Client()
+            .post(
+                f"/api/v1/ringpools/{pool.key}/numbers",
+                data=json.dumps({"visitor_id": "flagger-0001"}),
+                content_type="application/json",
+            )
+            .json()
+        )
+    finally:
+        release.set()
+        holder.join()
+    assert answer["kind"] == "promo"
+    flags = dict(PromoNumber.objects.filter(pool=pool).values_list("pk", "rested"))
+    assert not any(flags[n.pk] for n in held)  # skipped, not waited for
+    assert sum(flags.values()) == BACKLOG_FLAGGED - 1  # 32 taken up, one of them claimed
+    # Unflagged past the held five: the one claimed, and the three beyond the 32 (the next claim's).
+    assert sum(1 for n in numbers[5:] if not flags[n.pk]) == 1 + len(numbers) - 5 - BACKLOG_FLAGGED
