@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 
 import pytest
@@ -12,7 +11,7 @@ from ringpools import handout
 from ringpools.handout import GOODBYE_GRACE
 from ringpools.models import Lease
 from tests.factories import PromoNumberFactory, RingPoolFactory
-from tests.row_locks import hold_row_locks
+from tests.row_locks import numbers_locked
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PROMO = re.compile(r"\(805\) 555-01\d\d")
@@ -90,19 +89,12 @@ def test_a_visitor_answered_busy_is_given_a_number_a_moment_later(live_server, p
             statuses.append(response.status)
 
     page.on("response", answered)
-    release, locked = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_row_locks, args=(pool, release, locked))
-    holder.start()
-    try:
-        assert locked.wait(10)
+    with numbers_locked(pool):
         page.goto(f"{live_server.url}/demo/?pool={pool.key}")
         deadline = time.monotonic() + 10
         while not statuses and time.monotonic() < deadline:
             page.wait_for_timeout(50)
         assert page.locator("#phone").get_attribute("data-ringpool-kind") is None  # the page's own number
-    finally:
-        release.set()
-        holder.join()
     assert PROMO.fullmatch(shown_number(page))
     assert statuses[:2] == [503, 200]
     leave(page, live_server)

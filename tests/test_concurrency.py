@@ -16,7 +16,7 @@ from django.utils import timezone
 from ringpools import handout
 from ringpools.models import Lease, PromoNumber
 from tests.factories import PromoNumberFactory, RingPoolFactory
-from tests.row_locks import hold_row_locks
+from tests.row_locks import numbers_locked
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 CLIENTS = 40
@@ -176,6 +176,14 @@ def test_visitors_racing_for_the_last_number_get_it_once_and_the_rest_overflow(i
     assert Counter(a["kind"] for a in answers) == {"promo": 1, "destination": SAME_VISITOR - 1}
 
 
+def ask_one(pool_key: str, visitor: str):
+    return Client().post(
+        f"/api/v1/ringpools/{pool_key}/numbers",
+        data=json.dumps({"visitor_id": visitor}),
+        content_type="application/json",
+    )
+
+
 def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(implementation, monkeypatch):
     from ringpools.figures import handout_figures
     from ringpools.models import PoolHourlyFigures
@@ -183,19 +191,8 @@ def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(implemen
     monkeypatch.setattr(handout, "BUSY_PATIENCE_SECONDS", 0.3)
     pool = RingPoolFactory()
     PromoNumberFactory(pool=pool)
-    release, locked = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_row_locks, args=(pool, release, locked))
-    holder.start()
-    try:
-        assert locked.wait(10)
-        response = Client().post(
-            f"/api/v1/ringpools/{pool.key}/numbers",
-            data=json.dumps({"visitor_id": "patient-0001"}),
-            content_type="application/json",
-        )
-    finally:
-        release.set()
-        holder.join()
+    with numbers_locked(pool):
+        response = ask_one(pool.key, "patient-0001")
     assert response.status_code == 503
     assert response.json()["error"] == "busy"
     assert response["Retry-After"] == "1"
@@ -209,20 +206,8 @@ def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(implemen
 def test_a_claim_waits_out_another_claims_lock_and_gets_the_number(implementation):
     pool = RingPoolFactory()
     number = PromoNumberFactory(pool=pool)
-    release, locked = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_row_locks, args=(pool, release, locked))
-    holder.start()
-    try:
-        assert locked.wait(10)
-        threading.Timer(0.3, release.set).start()  # the other claim ends (and took nothing)
-        response = Client().post(
-            f"/api/v1/ringpools/{pool.key}/numbers",
-            data=json.dumps({"visitor_id": "patient-0002"}),
-            content_type="application/json",
-        )
-    finally:
-        release.set()
-        holder.join()
+    with numbers_locked(pool, for_seconds=0.3):  # the other claim ends (and took nothing)
+        response = ask_one(pool.key, "patient-0002")
     assert response.status_code == 200
     assert (response.json()["kind"], response.json()["number"]) == ("promo", number.number)
 
@@ -234,19 +219,8 @@ def test_free_numbers_not_yet_rested_and_locked_by_other_claims_answer_busy(impl
     monkeypatch.setattr(handout, "BUSY_PATIENCE_SECONDS", 0.3)
     pool = RingPoolFactory()
     PromoNumberFactory(pool=pool, rested=False, busy_until=timezone.now() - timedelta(minutes=1))
-    release, locked = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_row_locks, args=(pool, release, locked))
-    holder.start()
-    try:
-        assert locked.wait(10)
-        response = Client().post(
-            f"/api/v1/ringpools/{pool.key}/numbers",
-            data=json.dumps({"visitor_id": "patient-0003"}),
-            content_type="application/json",
-        )
-    finally:
-        release.set()
-        holder.join()
+    with numbers_locked(pool):
+        response = ask_one(pool.key, "patient-0003")
     assert (response.status_code, response.json()["error"]) == (503, "busy")
     handout_figures.flush()
     pool.refresh_from_db()
@@ -263,35 +237,8 @@ def test_a_claim_flags_at_most_32_rested_numbers_and_skips_those_other_claims_ho
         for i in range(BACKLOG_FLAGGED + 8)
     ]
     held = numbers[:5]  # the five rested longest, locked by another claim in flight
-    release, locked = threading.Event(), threading.Event()
-
-    def hold_five() -> None:
-        from django.db import transaction
-
-        try:
-            with transaction.atomic():
-                list(PromoNumber.objects.filter(pk__in=[n.pk for n in held]).select_for_update())
-                locked.set()
-                release.wait(10)
-        finally:
-            connections.close_all()
-
-    holder = threading.Thread(target=hold_five)
-    holder.start()
-    try:
-        assert locked.wait(10)
-        answer = (
-            Client()
-            .post(
-                f"/api/v1/ringpools/{pool.key}/numbers",
-                data=json.dumps({"visitor_id": "flagger-0001"}),
-                content_type="application/json",
-            )
-            .json()
-        )
-    finally:
-        release.set()
-        holder.join()
+    with numbers_locked(pool, pks=[n.pk for n in held]):
+        answer = ask_one(pool.key, "flagger-0001").json()
     assert answer["kind"] == "promo"
     flags = dict(PromoNumber.objects.filter(pool=pool).values_list("pk", "rested"))
     assert not any(flags[n.pk] for n in held)  # skipped, not waited for
