@@ -9,9 +9,12 @@ refused only if it would need a new number (the hand-out is told it may not clai
 nothing).
 
 The counters live in Redis when RINGPOOL_RATE_LIMIT_URL is a redis:// URL (shared by every web
-process; one script call, one round trip, per request), in this process otherwise
-(the demo), or nowhere ("off"). A Redis that cannot answer lets requests through: the limiter must
-never take the product down with it.
+process), in this process otherwise (the demo), or nowhere ("off"). With Redis, a process lets the
+first request of a client address and visitor id it has not seen in the window through on its own
+count and sends that count with its next call; any other request is one script call, one round trip.
+Most visitors make one or two requests a window, so most requests cost no round trip, and a client
+can exceed a limit by at most one request per web process and window. A Redis that cannot answer
+lets requests through: the limiter must never take the product down with it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,13 @@ from accounts.throttle import client_ip
 
 log = logging.getLogger(__name__)
 PREFIX = "ringpool:rl:"
-MAX_PENDING_CLAIMS = 1000  # claim counters kept for the next call while Redis does not answer
+MAX_PENDING = 1000  # counters kept for the next call while Redis does not answer
+# Counters a process sends at most with one call: a request first seen takes the round trip once this
+# many wait, so a burst of new clients reaches Redis in batches.
+SEND_BATCH = 256
+# Clients and visitors a process remembers having seen in one window; past this, every request pays
+# the round trip (a flood of made-up addresses is counted exactly, and memory stays bounded).
+SEEN_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -151,9 +160,12 @@ class RedisLimiter:
         self._connection = client.connection_pool.make_connection()
         self._lock = threading.Lock()
         self._warned_at = 0.0
-        # Claims made by this process, sent with its next check: no second round trip per claim.
-        # Its own next request sees them; another process sees them one request of ours late.
-        self._claims: dict[str, int] = {}
+        # Counts not yet in Redis, sent with this process's next call: claims (no second round trip
+        # per claim) and the requests let through on first sight. Only the current window's.
+        self._pending: dict[str, int] = {}
+        # Addresses and visitors this process has counted in the current window.
+        self._window = -1
+        self._seen: set[str] = set()
 
     def _keys(self, window: int, address: str) -> tuple[str, str]:
         return f"{PREFIX}{window}:a:{address}", f"{PREFIX}{window}:c:{address}"
@@ -161,22 +173,42 @@ class RedisLimiter:
     def check(self, *, address: str, visitor: str, now: float) -> Verdict:
         window, retry_after = _window(now)
         by_address, claims = self._keys(window, address)
+        by_visitor = f"{PREFIX}{window}:v:{visitor}"
         ttl = 2 * max(settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS, 1)
         with self._lock:
-            pending, self._claims = self._claims, {}
-            keys = [by_address, f"{PREFIX}{window}:v:{visitor}", claims, *pending]
+            self._turn(window)
+            first_sight = by_address not in self._seen and by_visitor not in self._seen
+            if len(self._seen) < SEEN_LIMIT:
+                self._seen.update((by_address, by_visitor))
+            else:
+                first_sight = False
+            if first_sight and len(self._pending) < SEND_BATCH:
+                # Neither was counted here this window: count one request of each, to be sent with
+                # the next call. Other processes' counts are unknown until then, so each process
+                # lets at most one request of a client or visitor through unseen per window.
+                for key in (by_address, by_visitor):
+                    self._pending[key] = self._pending.get(key, 0) + 1
+                return _verdict(1, 1, 0, retry_after)
+            pending, self._pending = self._pending, {}
+            keys = [by_address, by_visitor, claims, *pending]
             try:
                 counted_address, counted_visitor, counted_claims = self._count(keys, [ttl, *pending.values()])
             except Exception as error:  # redis.RedisError, OSError: let the request through
-                # Not counted yet: send them with the next call, but only this window's (verdicts
-                # read no other) and a bounded number, so an outage leaves no backlog behind it.
-                current = f"{PREFIX}{window}:"
+                # Not counted yet: send them with the next call (this window's only, as verdicts read
+                # no other; bounded, so an outage leaves no backlog behind it).
                 for key, count in pending.items():
-                    if key.startswith(current) and len(self._claims) < MAX_PENDING_CLAIMS:
-                        self._claims[key] = self._claims.get(key, 0) + count
+                    if len(self._pending) < MAX_PENDING:
+                        self._pending[key] = self._pending.get(key, 0) + count
                 self._warn(error)
                 return Verdict(allowed=True, may_claim=True, retry_after=retry_after)
         return _verdict(counted_address, counted_visitor, counted_claims, retry_after)
+
+    def _turn(self, window: int) -> None:
+        """A new window: forget who was seen, and counts no verdict will read again."""
+        if window != self._window:
+            current = f"{PREFIX}{window}:"
+            self._window, self._seen = window, set()
+            self._pending = {key: n for key, n in self._pending.items() if key.startswith(current)}
 
     def _count(self, keys: list[str], args: list[int]) -> list[int]:
         """EVALSHA on this process's connection; the script is loaded when Redis does not know it."""
@@ -209,7 +241,8 @@ class RedisLimiter:
         window, _ = _window(now)
         _, claims = self._keys(window, address)
         with self._lock:
-            self._claims[claims] = self._claims.get(claims, 0) + 1
+            self._turn(window)
+            self._pending[claims] = self._pending.get(claims, 0) + 1
 
     def reset(self) -> None:
         keys = list(self._redis.scan_iter(match=f"{PREFIX}*", count=1000))

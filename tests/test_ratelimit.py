@@ -237,6 +237,60 @@ def test_new_visitor_claims_are_counted_across_web_processes(settings):
 
 
 @pytest.mark.redis
+def test_a_first_request_is_counted_here_and_reaches_redis_with_the_next_call(settings):
+    """Most visitors ask once or twice a window: their first request costs no round trip to Redis.
+    Another web process, which has not seen the visitor, lets one request through on its own count
+    too; then the shared count refuses. A client exceeds a limit by one request per process at most."""
+    import time
+
+    import redis
+
+    from ringpools.ratelimit import PREFIX, RedisLimiter
+
+    settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_VISITOR = 2
+    settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS = 3600
+    shared = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    one, other = RedisLimiter(settings.CELERY_BROKER_URL), RedisLimiter(settings.CELERY_BROKER_URL)
+    moment = time.time() + 5 * 3600  # a window no other test counts in
+    window = int(moment // 3600)
+    visitor, bystander = f"1:visitor-{time.time_ns()}", f"1:bystander-{time.time_ns()}"
+    key = f"{PREFIX}{window}:v:{visitor}"
+    assert one.check(address="203.0.113.80", visitor=visitor, now=moment).allowed
+    assert one.check(address="203.0.113.81", visitor=bystander, now=moment).allowed
+    assert shared.get(key) is None  # not sent yet
+    assert one.check(address="203.0.113.80", visitor=visitor, now=moment).allowed  # seen: asks Redis
+    assert int(shared.get(key)) == 2
+    assert int(shared.get(f"{PREFIX}{window}:v:{bystander}")) == 1  # sent along
+    assert int(shared.get(f"{PREFIX}{window}:a:203.0.113.80")) == 2
+    assert other.check(address="203.0.113.80", visitor=visitor, now=moment).allowed  # first sight there
+    assert not other.check(address="203.0.113.80", visitor=visitor, now=moment).allowed
+    assert not one.check(address="203.0.113.80", visitor=visitor, now=moment).allowed
+    assert int(shared.get(key)) == 5
+
+
+@pytest.mark.redis
+def test_first_requests_reach_redis_in_batches(settings):
+    """A burst of new clients is not held back in one process: every SEND_BATCH of them is sent."""
+    import time
+
+    import redis
+
+    from ringpools.ratelimit import PREFIX, SEND_BATCH, RedisLimiter
+
+    settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS = 3600
+    shared = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    limiter = RedisLimiter(settings.CELERY_BROKER_URL)
+    moment = time.time() + 6 * 3600
+    window, tag = int(moment // 3600), time.time_ns()
+    for n in range(SEND_BATCH // 2 + 1):  # two counters each: address and visitor
+        address = f"10.9.{n // 250}.{n % 250}"
+        assert limiter.check(address=address, visitor=f"1:v-{tag}-{n}", now=moment).allowed
+    # The last one found the batch full and took the call, with all the others.
+    sent = [shared.get(f"{PREFIX}{window}:v:1:v-{tag}-{n}") for n in range(SEND_BATCH // 2 + 1)]
+    assert sent == [b"1"] * (SEND_BATCH // 2 + 1)
+
+
+@pytest.mark.redis
 def test_the_counting_script_is_loaded_again_after_redis_forgot_it(settings):
     """A restarted or flushed Redis knows no scripts: counting goes on, nothing is let through unseen."""
     import time
@@ -297,11 +351,14 @@ def test_claims_made_while_redis_is_down_count_in_their_window_only(settings, mo
         raise RedisConnectionError("Redis is down")
 
     monkeypatch.setattr(limiter._connection, "send_command", down)
+    calls = []
+    monkeypatch.setattr(limiter, "_warn", calls.append)
     for minute in range(30):  # half an hour of outage: every request let through, two claims a minute
         now = start + minute * 60 + 1
-        assert limiter.check(address=address, visitor="1:visitor-down", now=now).may_claim
-        limiter.claimed(address=address, now=now)
-        limiter.claimed(address=address, now=now)
+        for visitor in ("1:visitor-down", "1:visitor-down-again"):  # the second one asks Redis
+            assert limiter.check(address=address, visitor=visitor, now=now).may_claim
+            limiter.claimed(address=address, now=now)
+    assert len(calls) == 30  # one call a minute failed: the first request of each was counted here
     now = start + 29 * 60 + 30  # Redis is back within the last minute of the outage
     monkeypatch.undo()
     limiter.claimed(address=address, now=now)
