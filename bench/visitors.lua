@@ -31,18 +31,19 @@ function init(args)
 end
 
 function request()
-  local visitor, key, keepalive
+  local visitor, key, keepalive, new_visitor
   sent = sent + 1
   if mode ~= "mix" or #recent == 0 or math.random() < new_share then
     serial = serial + 1
     visitor = string.format("bench-%s-%02d-%08d", phase, id, serial)
     key = pool_keys[math.random(#pool_keys)]
     keepalive = "false"
+    new_visitor = "true"  -- as the tag says of a visitor id it made just now
     if #recent >= 64 then table.remove(recent, 1) end
     table.insert(recent, { visitor, key })
   else
     local pick = recent[math.random(#recent)]
-    visitor, key, keepalive = pick[1], pick[2], "true"
+    visitor, key, keepalive, new_visitor = pick[1], pick[2], "true", "false"
   end
   last = visitor
   local address = "203.0.113.7"
@@ -50,7 +51,7 @@ function request()
     address = string.format("10.%d.%d.%d", id % 256, math.floor(sent / 256) % 256, sent % 256)
   end
   local body = '{"visitor_id":"' .. visitor .. '","page_url":"https://www.example.com/landing?utm_source=bench",'
-    .. '"params":{"utm_source":"bench"},"keepalive":' .. keepalive .. '}'
+    .. '"params":{"utm_source":"bench"},"keepalive":' .. keepalive .. ',"new_visitor":' .. new_visitor .. '}'
   return wrk.format("POST", "/api/v1/ringpools/" .. key .. "/numbers",
     { ["Content-Type"] = "application/json", ["X-Forwarded-Proto"] = "https",
       ["X-Forwarded-For"] = address }, body)

@@ -79,6 +79,7 @@ class NumberRequest:
     page_url: str
     params: dict[str, Any]
     keepalive: bool
+    new_visitor: bool  # the tag made the visitor id just now (a hint: see handout.present_number)
 
 
 def read_json_body(request: HttpRequest, *, allow_text_plain: bool = False) -> dict[str, Any]:
@@ -184,4 +185,9 @@ def parse_number_request(data: dict[str, Any]) -> NumberRequest:
     keepalive = data.get("keepalive", False)
     if not isinstance(keepalive, bool):
         raise ApiError(400, "invalid_keepalive", "keepalive must be true or false.")
-    return NumberRequest(visitor_id=visitor_id, page_url=page_url, params=params, keepalive=keepalive)
+    new_visitor = data.get("new_visitor", False)
+    if not isinstance(new_visitor, bool):
+        raise ApiError(400, "invalid_new_visitor", "new_visitor must be true or false.")
+    return NumberRequest(
+        visitor_id=visitor_id, page_url=page_url, params=params, keepalive=keepalive, new_visitor=new_visitor
+    )

@@ -30,7 +30,7 @@ the same `Outcome`, and the same tests run on both. Presentation and overflow co
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -86,10 +86,12 @@ def present_number(
     params: dict[str, Any] | None = None,
     keepalive: bool = False,
     may_claim: bool = True,
+    new_visitor: bool = False,
     now: datetime | None = None,
 ) -> Presentation:
     """The number to show this visitor now. `keepalive` renewals of a number are not counted as
-    presentations; an overflow shown is counted every time (with a presentation).
+    presentations; an overflow shown is counted every time (with a presentation). `new_visitor`: the
+    caller made the visitor id just now, so a claim is tried first (a hint: any answer is the same).
 
     Raises ClaimRefused, having changed nothing, when the visitor needs a new number and `may_claim`
     is false; HandoutBusy, having leased and counted nothing, when no answer came in time (never an
@@ -106,6 +108,7 @@ def present_number(
         rested_before=now - timedelta(seconds=settings.RINGPOOL_HANDOUT_COOLDOWN_SECONDS),
         fresh_until=now + timedelta(seconds=pool.lease_seconds) - renewal_slack(pool.lease_seconds),
         may_claim=may_claim,
+        new_visitor=new_visitor,
     )
     counted = 0 if keepalive else 1
     steps = steps_for_database()
@@ -136,6 +139,9 @@ def present_number(
                 raise HandoutBusy
             if busy_rounds > 2:  # the lockers finish within a statement
                 time.sleep(min(0.001 * 2 ** (busy_rounds - 3), BUSY_BACKOFF_MAX))
+            continue
+        if ask.new_visitor:  # the visitor holds a lease after all: ask the whole way
+            ask = replace(ask, new_visitor=False)
             continue
         unanswered += 1  # CONFLICT or ENDED
         if unanswered >= ATTEMPTS:

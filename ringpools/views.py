@@ -90,6 +90,7 @@ def numbers(request: HttpRequest, pool_key: str) -> HttpResponse:
             params=asked.params,
             keepalive=asked.keepalive,
             may_claim=verdict.may_claim,
+            new_visitor=asked.new_visitor,
         )
     except ClaimRefused:
         return rate_limited(verdict.retry_after)

@@ -106,6 +106,7 @@ def test_overflow_answers_have_no_expiry(client, pool):
         ({"visitor_id": "visitor-0001", "page_url": False}, "application/json", 400, "invalid_page_url"),
         ({"visitor_id": "visitor-0001", "page_url": []}, "application/json", 400, "invalid_page_url"),
         ({"visitor_id": "visitor-0001", "keepalive": "yes"}, "application/json", 400, "invalid_keepalive"),
+        ({"visitor_id": "visitor-0001", "new_visitor": 1}, "application/json", 400, "invalid_new_visitor"),
         ({"visitor_id": "visitor-0001", "pad": "x" * 17000}, "application/json", 413, "body_too_large"),
     ],
 )

@@ -36,6 +36,7 @@ bodies = st.one_of(
                 "page_url": st.one_of(any_text, st.just("https://www.example.com/a?b=c"), json_values),
                 "params": st.one_of(st.dictionaries(any_text, json_values, max_size=6), json_values),
                 "keepalive": json_values,
+                "new_visitor": json_values,
             },
         ),
         st.dictionaries(any_text, json_values, max_size=3),

@@ -56,6 +56,25 @@ def test_the_tag_swaps_in_a_promo_number_and_keeps_it_on_reload(live_server, poo
     leave(page, live_server)
 
 
+def test_the_tag_says_a_visitor_is_new_only_on_the_page_that_made_its_id(live_server, pool, page):
+    asked = []
+    page.on(
+        "request",
+        lambda request: (
+            asked.append(request.post_data_json)
+            if request.method == "POST" and request.url.endswith("/numbers")
+            else None
+        ),
+    )
+    page.goto(f"{live_server.url}/demo/?pool={pool.key}")
+    first = shown_number(page)
+    page.reload()
+    assert shown_number(page) == first
+    assert [body["new_visitor"] for body in asked] == [True, False]
+    assert asked[0]["visitor_id"] == asked[1]["visitor_id"]
+    leave(page, live_server)
+
+
 def test_another_visitor_sees_another_number(live_server, pool, browser):
     numbers = []
     for visitor in range(2):

@@ -129,15 +129,19 @@ def live_leases(visitor: str) -> list[Lease]:
     return list(Lease.objects.filter(visitor_id=visitor, expires_at__gt=timezone.now()))
 
 
+@pytest.mark.parametrize("said_new", [False, True], ids=["plain", "said-new"])
 def test_simultaneous_first_requests_of_one_visitor_end_with_one_lease_and_no_overflow(
-    implementation, executor
+    implementation, executor, said_new
 ):
+    # said-new: every request says the visitor id was made just now (the tag's hint); all but one
+    # are wrong by the time they run, and must find the winner's lease.
     pool = RingPoolFactory()
     for _ in range(ROUNDS + 1):
         PromoNumberFactory(pool=pool)
     for round_ in range(ROUNDS):
         visitor = f"new-visitor-{round_:04d}"
-        answers = ask_all_at_once(pool.key, [{"visitor_id": visitor}] * SAME_VISITOR, executor)
+        body = {"visitor_id": visitor, "new_visitor": said_new}
+        answers = ask_all_at_once(pool.key, [body] * SAME_VISITOR, executor)
         assert {a["kind"] for a in answers} == {"promo"}, f"round {round_}: an overflow with numbers free"
         assert len({a["number"] for a in answers}) == 1, f"round {round_}: several numbers"
         assert len(live_leases(visitor)) == 1

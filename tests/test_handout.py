@@ -215,6 +215,67 @@ def test_a_visitor_whose_number_left_service_sees_the_overflow_only_if_none_is_f
         assert ask(pool, "visitor-aaaa").kind == PresentationKind.DESTINATION
 
 
+def test_a_visitor_said_to_be_new_gets_a_number_like_any_new_visitor(implementation):
+    pool = pool_with(2, lease_seconds=1800)
+    with time_machine.travel(T0, tick=False):
+        shown = ask(
+            pool, "visitor-aaaa", new_visitor=True, page_url="https://example.com/?a=1", params={"a": "1"}
+        )
+    assert shown.kind == PresentationKind.PROMO and shown.claimed
+    assert shown.expires_at == T0 + timedelta(minutes=30)
+    lease = Lease.objects.get(visitor_id="visitor-aaaa")
+    assert str(lease.number.number) == shown.number and lease.params == {"a": "1"}
+    assert lease.number.last_presented_at == T0
+
+
+def test_a_visitor_wrongly_said_to_be_new_keeps_the_number_it_holds(implementation):
+    """The hint is only a hint: a visitor who holds a number keeps it, even in a pool with no other
+    free number (no false overflow), and never holds two."""
+    pool = pool_with(1)
+    with time_machine.travel(T0, tick=False):
+        mine = ask(pool, "visitor-aaaa").number
+    with time_machine.travel(T0 + timedelta(minutes=2), tick=False):
+        again = ask(pool, "visitor-aaaa", new_visitor=True)
+    assert again.kind == PresentationKind.PROMO and again.number == mine and not again.claimed
+    other = pool_with(3)
+    with time_machine.travel(T0, tick=False):
+        theirs = ask(other, "visitor-bbbb").number
+        assert ask(other, "visitor-bbbb", new_visitor=True).number == theirs
+    assert Lease.objects.filter(visitor_id="visitor-bbbb").count() == 1
+    assert PoolHourlyFigures.objects.aggregate(o=Sum("overflows"))["o"] == 0
+
+
+def test_a_visitor_wrongly_said_to_be_new_whose_number_left_service_gets_a_new_one(implementation):
+    pool = pool_with(2)
+    with time_machine.travel(T0, tick=False):
+        first = ask(pool, "visitor-aaaa").number
+    PromoNumber.objects.filter(number=first).update(state=NumberState.RELEASED, released_at=T0)
+    with time_machine.travel(T0 + timedelta(minutes=1), tick=False):
+        again = ask(pool, "visitor-aaaa", new_visitor=True)
+    assert again.kind == PresentationKind.PROMO and again.number != first
+    live = Lease.objects.filter(visitor_id="visitor-aaaa", expires_at__gt=T0 + timedelta(minutes=1))
+    assert [str(lease.number.number) for lease in live] == [again.number]
+
+
+def test_a_new_visitor_the_caller_may_not_give_a_number_is_refused_either_way(implementation):
+    pool = pool_with(2)
+    with time_machine.travel(T0, tick=False):
+        mine = ask(pool, "visitor-aaaa")
+        with pytest.raises(handout.ClaimRefused):
+            ask(pool, "visitor-bbbb", may_claim=False, new_visitor=True)
+        assert ask(pool, "visitor-aaaa", may_claim=False, new_visitor=True).number == mine.number
+    assert list(Lease.objects.values_list("visitor_id", flat=True)) == ["visitor-aaaa"]
+
+
+def test_a_new_visitor_of_an_exhausted_pool_sees_the_overflow(implementation):
+    pool = pool_with(1)
+    with time_machine.travel(T0, tick=False):
+        ask(pool, "visitor-aaaa")
+        shown = ask(pool, "visitor-bbbb", new_visitor=True)
+    assert shown.kind == PresentationKind.DESTINATION
+    assert PoolHourlyFigures.objects.aggregate(o=Sum("overflows"))["o"] == 1
+
+
 def test_a_claim_the_caller_may_not_make_is_refused_and_changes_nothing(implementation):
     pool = pool_with(2)
     with time_machine.travel(T0, tick=False):

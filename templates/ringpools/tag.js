@@ -12,10 +12,15 @@
   if (window["__ringpool_{{ pool_key|escapejs }}"]) { return; }
   window["__ringpool_{{ pool_key|escapejs }}"] = true;
 
+  // The visitor id was made on this page: until an answer comes, the API is told so (it then tries a
+  // claim first; a hint only).
+  var made = false;
+
   function visitorId() {
     var match = document.cookie.match(new RegExp("(?:^|; )" + COOKIE + "=([A-Za-z0-9_-]{8,128})"));
     var id = match ? match[1] : null;
     if (!id) {
+      made = true;
       var bytes = new Uint8Array(18);
       (window.crypto || window.msCrypto).getRandomValues(bytes);
       id = Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
@@ -55,7 +60,7 @@
       credentials: "omit",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ visitor_id: vid, page_url: location.href.slice(0, 2048),
-                             params: pageParams(), keepalive: keepalive })
+                             params: pageParams(), keepalive: keepalive, new_visitor: made })
     }).then(function (response) {
       if (response.status === 503 && !retrying) {
         retrying = true;
@@ -67,6 +72,7 @@
       return response.json();
     }).then(function (answer) {
       retrying = false;
+      made = false;
       if (shown !== answer.number) { swap(answer); }
       shown = answer.number;
       return answer;
