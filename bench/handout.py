@@ -332,6 +332,18 @@ def report(
             f"p99 {p99:.1f}x healthz's (floor {P99_FLOOR}x) {'ok' if p99 <= P99_FLOOR else 'ABOVE'}; "
             f"rounds: {rounds_text}"
         )
+    # The issue's own table (docs/issue 7) took the best of 3 rounds of each path: the same figures
+    # that way, beside the median verdict above.
+    best_health = max(each["healthz"].rps for each in rounds)
+    best_health_p99 = min(each["healthz"].result["p99_ms"] for each in rounds)
+    for path, floor in FLOORS.items():
+        best = max(each[path].rps for each in rounds) / best_health
+        p99 = min(each[path].result["p99_ms"] for each in rounds) / best_health_p99
+        print(
+            f"{path:<9} best of {len(rounds)} rounds: ratio {best:.2f} "
+            f"({'ok' if best >= floor else 'BELOW'}), "
+            f"p99 {p99:.1f}x ({'ok' if p99 <= P99_FLOOR else 'ABOVE'})"
+        )
     promo_share = ratio(median_round("promo"), "promo")
     cost = 1 - promo_share / (unlimited.rps / unlimited_health.rps)
     print(f"rate limiter's cost on the promo path (1 - ratio with limits / ratio without): {cost:+.0%}")
