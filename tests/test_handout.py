@@ -183,13 +183,14 @@ def test_a_pool_serving_a_few_visitors_keeps_its_surplus_idle_and_rests_every_nu
     assert used == {str(n.number) for n in numbers[:10]}
 
 
-def test_a_visitor_whose_number_was_released_gets_a_new_number(implementation):
+@pytest.mark.parametrize("said_new", [False, True], ids=["plain", "wrongly-said-new"])
+def test_a_visitor_whose_number_was_released_gets_a_new_number(implementation, said_new):
     pool = pool_with(2)
     with time_machine.travel(T0, tick=False):
         first = ask(pool, "visitor-aaaa").number
     PromoNumber.objects.filter(number=first).update(state=NumberState.RELEASED, released_at=T0)
     with time_machine.travel(T0 + timedelta(minutes=1), tick=False):
-        again = ask(pool, "visitor-aaaa")
+        again = ask(pool, "visitor-aaaa", new_visitor=said_new)
         assert again.kind == PresentationKind.PROMO and again.number != first
         assert ask(pool, "visitor-aaaa").number == again.number  # and keeps the new one
     live = Lease.objects.filter(visitor_id="visitor-aaaa", expires_at__gt=T0 + timedelta(minutes=1))
@@ -245,28 +246,6 @@ def test_a_visitor_wrongly_said_to_be_new_keeps_the_number_it_holds(implementati
     assert PoolHourlyFigures.objects.aggregate(o=Sum("overflows"))["o"] == 0
 
 
-def test_a_visitor_wrongly_said_to_be_new_whose_number_left_service_gets_a_new_one(implementation):
-    pool = pool_with(2)
-    with time_machine.travel(T0, tick=False):
-        first = ask(pool, "visitor-aaaa").number
-    PromoNumber.objects.filter(number=first).update(state=NumberState.RELEASED, released_at=T0)
-    with time_machine.travel(T0 + timedelta(minutes=1), tick=False):
-        again = ask(pool, "visitor-aaaa", new_visitor=True)
-    assert again.kind == PresentationKind.PROMO and again.number != first
-    live = Lease.objects.filter(visitor_id="visitor-aaaa", expires_at__gt=T0 + timedelta(minutes=1))
-    assert [str(lease.number.number) for lease in live] == [again.number]
-
-
-def test_a_new_visitor_the_caller_may_not_give_a_number_is_refused_either_way(implementation):
-    pool = pool_with(2)
-    with time_machine.travel(T0, tick=False):
-        mine = ask(pool, "visitor-aaaa")
-        with pytest.raises(handout.ClaimRefused):
-            ask(pool, "visitor-bbbb", may_claim=False, new_visitor=True)
-        assert ask(pool, "visitor-aaaa", may_claim=False, new_visitor=True).number == mine.number
-    assert list(Lease.objects.values_list("visitor_id", flat=True)) == ["visitor-aaaa"]
-
-
 def test_a_new_visitor_of_an_exhausted_pool_sees_the_overflow(implementation):
     pool = pool_with(1)
     with time_machine.travel(T0, tick=False):
@@ -276,14 +255,15 @@ def test_a_new_visitor_of_an_exhausted_pool_sees_the_overflow(implementation):
     assert PoolHourlyFigures.objects.aggregate(o=Sum("overflows"))["o"] == 1
 
 
-def test_a_claim_the_caller_may_not_make_is_refused_and_changes_nothing(implementation):
+@pytest.mark.parametrize("said_new", [False, True], ids=["plain", "said-new"])
+def test_a_claim_the_caller_may_not_make_is_refused_and_changes_nothing(implementation, said_new):
     pool = pool_with(2)
     with time_machine.travel(T0, tick=False):
         mine = ask(pool, "visitor-aaaa")
         with pytest.raises(handout.ClaimRefused):
-            ask(pool, "visitor-bbbb", may_claim=False)
+            ask(pool, "visitor-bbbb", may_claim=False, new_visitor=said_new)
         # A visitor who holds a number keeps renewing it.
-        assert ask(pool, "visitor-aaaa", may_claim=False).number == mine.number
+        assert ask(pool, "visitor-aaaa", may_claim=False, new_visitor=said_new).number == mine.number
     assert list(Lease.objects.values_list("visitor_id", flat=True)) == ["visitor-aaaa"]
     assert PoolHourlyFigures.objects.aggregate(o=Sum("overflows"))["o"] == 0
 
