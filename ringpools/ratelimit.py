@@ -177,8 +177,12 @@ class RedisLimiter:
         ttl = 2 * max(settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS, 1)
         with self._lock:
             self._turn(window)
-            first_sight = by_address not in self._seen and by_visitor not in self._seen
-            if len(self._seen) < SEEN_LIMIT:
+            # A request of a window this process has left (a thread that started before the turn)
+            # is counted in Redis, never on sight.
+            first_sight = (
+                window == self._window and by_address not in self._seen and by_visitor not in self._seen
+            )
+            if window == self._window and len(self._seen) < SEEN_LIMIT:
                 self._seen.update((by_address, by_visitor))
             else:
                 first_sight = False
@@ -195,7 +199,8 @@ class RedisLimiter:
                 counted_address, counted_visitor, counted_claims = self._count(keys, [ttl, *pending.values()])
             except Exception as error:  # redis.RedisError, OSError: let the request through
                 # Not counted yet: send them with the next call (this window's only, as verdicts read
-                # no other; bounded, so an outage leaves no backlog behind it).
+                # no other; bounded, so an outage leaves no backlog behind it). A reply that timed
+                # out after Redis ran the script counts them twice: early refusals, never a hole.
                 for key, count in pending.items():
                     if len(self._pending) < MAX_PENDING:
                         self._pending[key] = self._pending.get(key, 0) + count
@@ -204,8 +209,9 @@ class RedisLimiter:
         return _verdict(counted_address, counted_visitor, counted_claims, retry_after)
 
     def _turn(self, window: int) -> None:
-        """A new window: forget who was seen, and counts no verdict will read again."""
-        if window != self._window:
+        """A new window: forget who was seen, and counts no verdict will read again. Only forward:
+        a late call with an earlier moment must not wipe the current window's counts."""
+        if window > self._window:
             current = f"{PREFIX}{window}:"
             self._window, self._seen = window, set()
             self._pending = {key: n for key, n in self._pending.items() if key.startswith(current)}

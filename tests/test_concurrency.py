@@ -30,7 +30,7 @@ def _no_rate_limits(settings) -> None:
     settings.RINGPOOL_RATE_LIMIT_URL = "off"
 
 
-def hammer(pool_key: str, visitors: list[str]) -> list[dict]:
+def hammer(pool_key: str, visitors: list[str], *, new_visitor: bool = False) -> list[dict]:
     """Every visitor asks once, CLIENTS at a time, all released together by a barrier."""
     barrier = threading.Barrier(CLIENTS)
     chunks = [visitors[i::CLIENTS] for i in range(CLIENTS)]
@@ -43,7 +43,7 @@ def hammer(pool_key: str, visitors: list[str]) -> list[dict]:
             for visitor in chunk:
                 response = client.post(
                     f"/api/v1/ringpools/{pool_key}/numbers",
-                    data=json.dumps({"visitor_id": visitor}),
+                    data=json.dumps({"visitor_id": visitor, "new_visitor": new_visitor}),
                     content_type="application/json",
                 )
                 assert response.status_code == 200, response.content
@@ -72,11 +72,12 @@ def implementation(request, monkeypatch) -> str:
     return request.param
 
 
-def test_200_simultaneous_visitors_share_50_numbers_without_a_double_hold(implementation):
+@pytest.mark.parametrize("said_new", [False, True], ids=["plain", "said-new"])
+def test_200_simultaneous_visitors_share_50_numbers_without_a_double_hold(implementation, said_new):
     pool = RingPoolFactory()
     for _ in range(50):
         PromoNumberFactory(pool=pool)
-    answers = hammer(pool.key, [f"visitor-{i:05d}" for i in range(200)])
+    answers = hammer(pool.key, [f"visitor-{i:05d}" for i in range(200)], new_visitor=said_new)
     kinds = Counter(answer["kind"] for answer in answers)
     promo = [answer["number"] for answer in answers if answer["kind"] == "promo"]
     assert kinds == {"promo": 50, "destination": 150}

@@ -246,6 +246,41 @@ def test_a_visitor_wrongly_said_to_be_new_keeps_the_number_it_holds(implementati
     assert PoolHourlyFigures.objects.aggregate(o=Sum("overflows"))["o"] == 0
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("said_new", [False, True])
+def test_the_apis_new_visitor_word_reaches_the_claim_only_statement(client, settings, said_new):
+    """What the tag says is what the database runs: the claim alone for a new visitor's id (the
+    cheaper statement), the whole hand-out otherwise. The test client shares this connection."""
+    from django.db import connection
+
+    settings.RINGPOOL_RATE_LIMIT_URL = "off"
+    pool = pool_with(2)
+    body = {"visitor_id": "visitor-aaaa", "new_visitor": said_new}
+    response = client.post(f"/api/v1/ringpools/{pool.key}/numbers", body, content_type="application/json")
+    assert response.status_code == 200 and response.json()["kind"] == "promo"
+    prepared = [
+        row[0] for row in connection.connection.execute("SELECT statement FROM pg_prepared_statements")
+    ]
+    claim_only = any(text.startswith("WITH held AS") for text in prepared)  # CLAIM_SQL, as sent
+    whole = any(text.startswith("WITH fresh AS") for text in prepared)  # HOLD_SQL
+    assert (claim_only, whole) == (said_new, not said_new)
+
+
+def test_a_visitor_wrongly_said_to_be_new_locks_and_writes_no_other_number(implementation, settings):
+    """The hint of a visitor who holds a number costs one lookup: no claim is tried, so no free
+    number is locked away from other visitors and none is touched (here: none flagged rested)."""
+    pool = pool_with(1)
+    with time_machine.travel(T0, tick=False):
+        mine = ask(pool, "visitor-aaaa").number
+    long_ago = T0 - timedelta(seconds=settings.RINGPOOL_HANDOUT_COOLDOWN_SECONDS + 60)
+    resting = [PromoNumberFactory(pool=pool, busy_until=long_ago, rested=False) for _ in range(2)]
+    with time_machine.travel(T0 + timedelta(minutes=2), tick=False):
+        assert ask(pool, "visitor-aaaa", new_visitor=True).number == mine
+    for number in resting:  # a claim tried would have flagged the one it did not pick
+        number.refresh_from_db()
+        assert number.rested is False and number.busy_until == long_ago
+
+
 def test_a_new_visitor_of_an_exhausted_pool_sees_the_overflow(implementation):
     pool = pool_with(1)
     with time_machine.travel(T0, tick=False):

@@ -269,6 +269,24 @@ def test_a_first_request_is_counted_here_and_reaches_redis_with_the_next_call(se
 
 
 @pytest.mark.redis
+def test_a_late_call_from_an_ended_window_does_not_forget_the_current_one(settings):
+    """With threads, a claim may be reported after another request turned the window: the visitors
+    seen in the new window stay seen (their next request is counted in Redis)."""
+    import time
+
+    from ringpools.ratelimit import RedisLimiter
+
+    settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_VISITOR = 1
+    settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS = 60
+    limiter = RedisLimiter(settings.CELERY_BROKER_URL)
+    later = (int(time.time() // 60) + 20_000) * 60 + 1  # windows no other test counts in
+    visitor = f"1:visitor-{time.time_ns()}"
+    assert limiter.check(address="203.0.113.90", visitor=visitor, now=later).allowed  # first sight
+    limiter.claimed(address="203.0.113.91", now=later - 60)  # a request of the window before
+    assert not limiter.check(address="203.0.113.90", visitor=visitor, now=later).allowed
+
+
+@pytest.mark.redis
 def test_first_requests_reach_redis_in_batches(settings):
     """A burst of new clients is not held back in one process: every SEND_BATCH of them is sent."""
     import time
