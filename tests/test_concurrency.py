@@ -181,15 +181,23 @@ def test_visitors_racing_for_the_last_number_get_it_once_and_the_rest_overflow(i
     assert Counter(a["kind"] for a in answers) == {"promo": 1, "destination": SAME_VISITOR - 1}
 
 
-def ask_one(pool_key: str, visitor: str):
+def ask_one(pool_key: str, visitor: str, *, new_visitor: bool = False):
     return Client().post(
         f"/api/v1/ringpools/{pool_key}/numbers",
-        data=json.dumps({"visitor_id": visitor}),
+        data=json.dumps({"visitor_id": visitor, "new_visitor": new_visitor}),
         content_type="application/json",
     )
 
 
-def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(implementation, monkeypatch):
+# The claim alone (CLAIM_SQL, for a visitor said to be new) and the whole hand-out share the claim
+# and its busy probes; each test below runs both statements.
+said_new = pytest.mark.parametrize("said_new", [False, True], ids=["plain", "said-new"])
+
+
+@said_new
+def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(
+    implementation, said_new, monkeypatch
+):
     from ringpools.figures import handout_figures
     from ringpools.models import PoolHourlyFigures
 
@@ -197,7 +205,7 @@ def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(implemen
     pool = RingPoolFactory()
     PromoNumberFactory(pool=pool)
     with numbers_locked(pool):
-        response = ask_one(pool.key, "patient-0001")
+        response = ask_one(pool.key, "patient-0001", new_visitor=said_new)
     assert response.status_code == 503
     assert response.json()["error"] == "busy"
     assert response["Retry-After"] == "1"
@@ -208,16 +216,20 @@ def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(implemen
     assert pool.last_overflow_at is None
 
 
-def test_a_claim_waits_out_another_claims_lock_and_gets_the_number(implementation):
+@said_new
+def test_a_claim_waits_out_another_claims_lock_and_gets_the_number(implementation, said_new):
     pool = RingPoolFactory()
     number = PromoNumberFactory(pool=pool)
     with numbers_locked(pool, for_seconds=0.3):  # the other claim ends (and took nothing)
-        response = ask_one(pool.key, "patient-0002")
+        response = ask_one(pool.key, "patient-0002", new_visitor=said_new)
     assert response.status_code == 200
     assert (response.json()["kind"], response.json()["number"]) == ("promo", number.number)
 
 
-def test_free_numbers_not_yet_rested_and_locked_by_other_claims_answer_busy(implementation, monkeypatch):
+@said_new
+def test_free_numbers_not_yet_rested_and_locked_by_other_claims_answer_busy(
+    implementation, said_new, monkeypatch
+):
     """The second probe: free numbers released within the cool-down (not flagged rested)."""
     from ringpools.figures import handout_figures
 
@@ -225,14 +237,15 @@ def test_free_numbers_not_yet_rested_and_locked_by_other_claims_answer_busy(impl
     pool = RingPoolFactory()
     PromoNumberFactory(pool=pool, rested=False, busy_until=timezone.now() - timedelta(minutes=1))
     with numbers_locked(pool):
-        response = ask_one(pool.key, "patient-0003")
+        response = ask_one(pool.key, "patient-0003", new_visitor=said_new)
     assert (response.status_code, response.json()["error"]) == (503, "busy")
     handout_figures.flush()
     pool.refresh_from_db()
     assert pool.last_overflow_at is None and not Lease.objects.filter(pool=pool).exists()
 
 
-def test_a_claim_flags_at_most_32_rested_numbers_and_skips_those_other_claims_hold(implementation):
+@said_new
+def test_a_claim_flags_at_most_32_rested_numbers_and_skips_those_other_claims_hold(implementation, said_new):
     from ringpools.handout_steps import BACKLOG_FLAGGED
 
     pool = RingPoolFactory()
@@ -243,7 +256,7 @@ def test_a_claim_flags_at_most_32_rested_numbers_and_skips_those_other_claims_ho
     ]
     held = numbers[:5]  # the five rested longest, locked by another claim in flight
     with numbers_locked(pool, pks=[n.pk for n in held]):
-        answer = ask_one(pool.key, "flagger-0001").json()
+        answer = ask_one(pool.key, "flagger-0001", new_visitor=said_new).json()
     assert answer["kind"] == "promo"
     flags = dict(PromoNumber.objects.filter(pool=pool).values_list("pk", "rested"))
     assert not any(flags[n.pk] for n in held)  # skipped, not waited for
