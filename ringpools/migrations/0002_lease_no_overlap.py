@@ -6,6 +6,8 @@ write that would break it. PostgreSQL only: the SQLite demo serialises writers i
 
 from django.db import migrations
 
+from config.migration_sql import on_postgres
+
 FORWARD = [
     "CREATE EXTENSION IF NOT EXISTS btree_gist",
     """ALTER TABLE ringpools_lease ADD CONSTRAINT lease_number_not_held_twice
@@ -14,15 +16,6 @@ FORWARD = [
 BACKWARD = ["ALTER TABLE ringpools_lease DROP CONSTRAINT IF EXISTS lease_number_not_held_twice"]
 
 
-def run(statements):
-    def apply(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            for sql in statements:
-                schema_editor.execute(sql)
-
-    return apply
-
-
 class Migration(migrations.Migration):
     dependencies = [("ringpools", "0001_initial")]
-    operations = [migrations.RunPython(run(FORWARD), run(BACKWARD))]
+    operations = [migrations.RunPython(on_postgres(FORWARD), on_postgres(BACKWARD))]

@@ -7,6 +7,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import migrations, models
+
+from config.migration_sql import on_postgres
 from django.utils import timezone
 
 
@@ -29,15 +31,6 @@ VISITOR_FORWARD = [
                            tstzrange(started_at, expires_at, '[)') WITH &&)""",
 ]
 VISITOR_BACKWARD = ["ALTER TABLE ringpools_lease DROP CONSTRAINT IF EXISTS lease_one_per_visitor"]
-
-
-def on_postgres(statements):
-    def apply(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            for sql in statements:
-                schema_editor.execute(sql)
-
-    return apply
 
 
 class Migration(migrations.Migration):

@@ -11,6 +11,8 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from config.migration_sql import on_postgres
+
 
 VISITOR_BY_HASH = [
     "ALTER TABLE ringpools_lease DROP CONSTRAINT IF EXISTS lease_one_per_visitor",
@@ -24,15 +26,6 @@ VISITOR_BY_TEXT = [
        EXCLUDE USING gist (pool_id WITH =, visitor_id WITH =,
                            tstzrange(started_at, expires_at, '[)') WITH &&)""",
 ]
-
-
-def on_postgres(statements):
-    def apply(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            for sql in statements:
-                schema_editor.execute(sql)
-
-    return apply
 
 
 class Migration(migrations.Migration):

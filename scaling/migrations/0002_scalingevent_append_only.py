@@ -2,6 +2,8 @@
 
 from django.db import migrations
 
+from config.migration_sql import on_postgres
+
 FORWARD = [
     """CREATE OR REPLACE FUNCTION scaling_event_append_only() RETURNS trigger AS $$
        BEGIN RAISE EXCEPTION 'scaling events are append-only'; END; $$ LANGUAGE plpgsql""",
@@ -14,15 +16,6 @@ BACKWARD = [
 ]
 
 
-def run(statements):
-    def apply(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            for sql in statements:
-                schema_editor.execute(sql)
-
-    return apply
-
-
 class Migration(migrations.Migration):
     dependencies = [("scaling", "0001_initial")]
-    operations = [migrations.RunPython(run(FORWARD), run(BACKWARD))]
+    operations = [migrations.RunPython(on_postgres(FORWARD), on_postgres(BACKWARD))]
