@@ -21,10 +21,12 @@ use on the same numbers leaves a grown pool's surplus idle, so the month-end pru
 handout_steps.BACKLOG_FLAGGED numbers whose `busy_until` has fallen a cool-down behind, and weighs
 them with the flagged ones. Both are read off their own partial index (models.PromoNumber.Meta.indexes).
 
-On PostgreSQL a hand-out is one statement (one round trip; an overflowing request writes nothing);
-on other databases the same steps run through the ORM (both in ringpools.handout_steps). Both return
-the same `Outcome`, and the same tests run on both. Presentation and overflow counts go to
-`figures.handout_figures`.
+On PostgreSQL a hand-out is one statement (one round trip; an overflowing request writes nothing):
+the whole hand-out, or a cheaper part of it when the caller's hint says which part is needed (a claim
+for a visitor id made just now, a renewal for a keep-alive), followed by the whole one when the hint
+was wrong. On other databases the same steps run through the ORM (both in ringpools.handout_steps).
+Both return the same `Outcome`, and the same tests run on both. Presentation and overflow counts go
+to `figures.handout_figures`.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def present_number(
 ) -> Presentation:
     """The number to show this visitor now. `keepalive` renewals of a number are not counted as
     presentations; an overflow shown is counted every time (with a presentation). `new_visitor`: the
-    caller made the visitor id just now, so a claim is tried first (a hint: any answer is the same).
+    caller made the visitor id just now, so a claim is tried first; a keep-alive is taken as a renewal
+    of the number the visitor holds (hints: any answer is the same as without them).
 
     Raises ClaimRefused, having changed nothing, when the visitor needs a new number and `may_claim`
     is false; HandoutBusy, having leased and counted nothing, when no answer came in time (never an
@@ -109,6 +112,7 @@ def present_number(
         fresh_until=now + timedelta(seconds=pool.lease_seconds) - renewal_slack(pool.lease_seconds),
         may_claim=may_claim,
         new_visitor=new_visitor,
+        renewal=keepalive and not new_visitor,
     )
     counted = 0 if keepalive else 1
     steps = steps_for_database()
@@ -140,8 +144,8 @@ def present_number(
             if busy_rounds > 2:  # the lockers finish within a statement
                 time.sleep(min(0.001 * 2 ** (busy_rounds - 3), BUSY_BACKOFF_MAX))
             continue
-        if ask.new_visitor:  # the visitor holds a lease after all: ask the whole way
-            ask = replace(ask, new_visitor=False)
+        if ask.new_visitor or ask.renewal:  # the hint was wrong, or the number left service
+            ask = replace(ask, new_visitor=False, renewal=False)  # ask the whole way
             continue
         unanswered += 1  # CONFLICT or ENDED
         if unanswered >= ATTEMPTS:

@@ -22,6 +22,11 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 CLIENTS = 40
 SAME_VISITOR = 50  # simultaneous requests of one visitor (tabs opened at once, a retrying tag)
 ROUNDS = 20  # enough to catch a one-in-ten race
+# What the tag may say of a visitor. The claim alone (CLAIM_SQL, for a visitor said to be new) and the
+# whole hand-out share the claim and its busy probes; the renewal alone (RENEW_SQL, for a keep-alive)
+# probes for free numbers before the whole hand-out claims. Tests marked `hints` run every way in.
+HINTS = {"plain": {}, "said-new": {"new_visitor": True}, "keepalive": {"keepalive": True}}
+hints = pytest.mark.parametrize("hint", list(HINTS))
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +35,7 @@ def _no_rate_limits(settings) -> None:
     settings.RINGPOOL_RATE_LIMIT_URL = "off"
 
 
-def hammer(pool_key: str, visitors: list[str], *, new_visitor: bool = False) -> list[dict]:
+def hammer(pool_key: str, visitors: list[str], **hint: bool) -> list[dict]:
     """Every visitor asks once, CLIENTS at a time, all released together by a barrier."""
     barrier = threading.Barrier(CLIENTS)
     chunks = [visitors[i::CLIENTS] for i in range(CLIENTS)]
@@ -43,7 +48,7 @@ def hammer(pool_key: str, visitors: list[str], *, new_visitor: bool = False) -> 
             for visitor in chunk:
                 response = client.post(
                     f"/api/v1/ringpools/{pool_key}/numbers",
-                    data=json.dumps({"visitor_id": visitor, "new_visitor": new_visitor}),
+                    data=json.dumps({"visitor_id": visitor, **hint}),
                     content_type="application/json",
                 )
                 assert response.status_code == 200, response.content
@@ -72,12 +77,12 @@ def implementation(request, monkeypatch) -> str:
     return request.param
 
 
-@pytest.mark.parametrize("said_new", [False, True], ids=["plain", "said-new"])
-def test_200_simultaneous_visitors_share_50_numbers_without_a_double_hold(implementation, said_new):
+@hints
+def test_200_simultaneous_visitors_share_50_numbers_without_a_double_hold(implementation, hint):
     pool = RingPoolFactory()
     for _ in range(50):
         PromoNumberFactory(pool=pool)
-    answers = hammer(pool.key, [f"visitor-{i:05d}" for i in range(200)], new_visitor=said_new)
+    answers = hammer(pool.key, [f"visitor-{i:05d}" for i in range(200)], **HINTS[hint])
     kinds = Counter(answer["kind"] for answer in answers)
     promo = [answer["number"] for answer in answers if answer["kind"] == "promo"]
     assert kinds == {"promo": 50, "destination": 150}
@@ -130,18 +135,19 @@ def live_leases(visitor: str) -> list[Lease]:
     return list(Lease.objects.filter(visitor_id=visitor, expires_at__gt=timezone.now()))
 
 
-@pytest.mark.parametrize("said_new", [False, True], ids=["plain", "said-new"])
+@hints
 def test_simultaneous_first_requests_of_one_visitor_end_with_one_lease_and_no_overflow(
-    implementation, executor, said_new
+    implementation, executor, hint
 ):
     # said-new: every request says the visitor id was made just now (the tag's hint); all but one
-    # are wrong by the time they run, and must find the winner's lease.
+    # are wrong by the time they run, and must find the winner's lease. keepalive: every request
+    # says the visitor holds a number, which none does until one of them claims it.
     pool = RingPoolFactory()
     for _ in range(ROUNDS + 1):
         PromoNumberFactory(pool=pool)
     for round_ in range(ROUNDS):
         visitor = f"new-visitor-{round_:04d}"
-        body = {"visitor_id": visitor, "new_visitor": said_new}
+        body = {"visitor_id": visitor, **HINTS[hint]}
         answers = ask_all_at_once(pool.key, [body] * SAME_VISITOR, executor)
         assert {a["kind"] for a in answers} == {"promo"}, f"round {round_}: an overflow with numbers free"
         assert len({a["number"] for a in answers}) == 1, f"round {round_}: several numbers"
@@ -181,23 +187,16 @@ def test_visitors_racing_for_the_last_number_get_it_once_and_the_rest_overflow(i
     assert Counter(a["kind"] for a in answers) == {"promo": 1, "destination": SAME_VISITOR - 1}
 
 
-def ask_one(pool_key: str, visitor: str, *, new_visitor: bool = False):
+def ask_one(pool_key: str, visitor: str, **hint: bool):
     return Client().post(
         f"/api/v1/ringpools/{pool_key}/numbers",
-        data=json.dumps({"visitor_id": visitor, "new_visitor": new_visitor}),
+        data=json.dumps({"visitor_id": visitor, **hint}),
         content_type="application/json",
     )
 
 
-# The claim alone (CLAIM_SQL, for a visitor said to be new) and the whole hand-out share the claim
-# and its busy probes; each test below runs both statements.
-said_new = pytest.mark.parametrize("said_new", [False, True], ids=["plain", "said-new"])
-
-
-@said_new
-def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(
-    implementation, said_new, monkeypatch
-):
+@hints
+def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(implementation, hint, monkeypatch):
     from ringpools.figures import handout_figures
     from ringpools.models import PoolHourlyFigures
 
@@ -205,7 +204,7 @@ def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(
     pool = RingPoolFactory()
     PromoNumberFactory(pool=pool)
     with numbers_locked(pool):
-        response = ask_one(pool.key, "patient-0001", new_visitor=said_new)
+        response = ask_one(pool.key, "patient-0001", **HINTS[hint])
     assert response.status_code == 503
     assert response.json()["error"] == "busy"
     assert response["Retry-After"] == "1"
@@ -216,19 +215,19 @@ def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(
     assert pool.last_overflow_at is None
 
 
-@said_new
-def test_a_claim_waits_out_another_claims_lock_and_gets_the_number(implementation, said_new):
+@hints
+def test_a_claim_waits_out_another_claims_lock_and_gets_the_number(implementation, hint):
     pool = RingPoolFactory()
     number = PromoNumberFactory(pool=pool)
     with numbers_locked(pool, for_seconds=0.3):  # the other claim ends (and took nothing)
-        response = ask_one(pool.key, "patient-0002", new_visitor=said_new)
+        response = ask_one(pool.key, "patient-0002", **HINTS[hint])
     assert response.status_code == 200
     assert (response.json()["kind"], response.json()["number"]) == ("promo", number.number)
 
 
-@said_new
+@hints
 def test_free_numbers_not_yet_rested_and_locked_by_other_claims_answer_busy(
-    implementation, said_new, monkeypatch
+    implementation, hint, monkeypatch
 ):
     """The second probe: free numbers released within the cool-down (not flagged rested)."""
     from ringpools.figures import handout_figures
@@ -237,15 +236,15 @@ def test_free_numbers_not_yet_rested_and_locked_by_other_claims_answer_busy(
     pool = RingPoolFactory()
     PromoNumberFactory(pool=pool, rested=False, busy_until=timezone.now() - timedelta(minutes=1))
     with numbers_locked(pool):
-        response = ask_one(pool.key, "patient-0003", new_visitor=said_new)
+        response = ask_one(pool.key, "patient-0003", **HINTS[hint])
     assert (response.status_code, response.json()["error"]) == (503, "busy")
     handout_figures.flush()
     pool.refresh_from_db()
     assert pool.last_overflow_at is None and not Lease.objects.filter(pool=pool).exists()
 
 
-@said_new
-def test_a_claim_flags_at_most_32_rested_numbers_and_skips_those_other_claims_hold(implementation, said_new):
+@hints
+def test_a_claim_flags_at_most_32_rested_numbers_and_skips_those_other_claims_hold(implementation, hint):
     from ringpools.handout_steps import BACKLOG_FLAGGED
 
     pool = RingPoolFactory()
@@ -256,7 +255,7 @@ def test_a_claim_flags_at_most_32_rested_numbers_and_skips_those_other_claims_ho
     ]
     held = numbers[:5]  # the five rested longest, locked by another claim in flight
     with numbers_locked(pool, pks=[n.pk for n in held]):
-        answer = ask_one(pool.key, "flagger-0001", new_visitor=said_new).json()
+        answer = ask_one(pool.key, "flagger-0001", **HINTS[hint]).json()
     assert answer["kind"] == "promo"
     flags = dict(PromoNumber.objects.filter(pool=pool).values_list("pk", "rested"))
     assert not any(flags[n.pk] for n in held)  # skipped, not waited for

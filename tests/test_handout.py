@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,6 +29,12 @@ def implementation(request, monkeypatch) -> str:
 
 def ask(pool: RingPool, visitor: str, **kwargs):
     return present_number(pool=handout_pool(pool.key), visitor_id=visitor, **kwargs)
+
+
+# What the caller may say of a visitor (hints: the answers must not depend on them). A keep-alive is
+# taken as a renewal of a number held: on PostgreSQL the renewal statement runs first.
+HINTS = {"plain": {}, "said-new": {"new_visitor": True}, "keepalive": {"keepalive": True}}
+hints = pytest.mark.parametrize("hint", list(HINTS))
 
 
 def pool_with(size: int, **options) -> RingPool:
@@ -183,14 +190,14 @@ def test_a_pool_serving_a_few_visitors_keeps_its_surplus_idle_and_rests_every_nu
     assert used == {str(n.number) for n in numbers[:10]}
 
 
-@pytest.mark.parametrize("said_new", [False, True], ids=["plain", "wrongly-said-new"])
-def test_a_visitor_whose_number_was_released_gets_a_new_number(implementation, said_new):
+@hints
+def test_a_visitor_whose_number_was_released_gets_a_new_number(implementation, hint):
     pool = pool_with(2)
     with time_machine.travel(T0, tick=False):
         first = ask(pool, "visitor-aaaa").number
     PromoNumber.objects.filter(number=first).update(state=NumberState.RELEASED, released_at=T0)
     with time_machine.travel(T0 + timedelta(minutes=1), tick=False):
-        again = ask(pool, "visitor-aaaa", new_visitor=said_new)
+        again = ask(pool, "visitor-aaaa", **HINTS[hint])
         assert again.kind == PresentationKind.PROMO and again.number != first
         assert ask(pool, "visitor-aaaa").number == again.number  # and keeps the new one
     live = Lease.objects.filter(visitor_id="visitor-aaaa", expires_at__gt=T0 + timedelta(minutes=1))
@@ -207,13 +214,35 @@ def test_a_visitor_whose_number_moved_to_another_pool_gets_a_new_number(implemen
     assert again.kind == PresentationKind.PROMO and again.number != first
 
 
-def test_a_visitor_whose_number_left_service_sees_the_overflow_only_if_none_is_free(implementation):
+@hints
+def test_a_visitor_whose_number_left_service_sees_the_overflow_only_if_none_is_free(implementation, hint):
     pool = pool_with(1)
     with time_machine.travel(T0, tick=False):
         first = ask(pool, "visitor-aaaa").number
     PromoNumber.objects.filter(number=first).update(state=NumberState.RELEASED, released_at=T0)
     with time_machine.travel(T0 + timedelta(minutes=1), tick=False):
-        assert ask(pool, "visitor-aaaa").kind == PresentationKind.DESTINATION
+        assert ask(pool, "visitor-aaaa", **HINTS[hint]).kind == PresentationKind.DESTINATION
+        assert not Lease.objects.filter(expires_at__gt=T0 + timedelta(minutes=1)).exists()
+
+
+@pytest.mark.parametrize("free", [True, False], ids=["a-number-free", "exhausted"])
+def test_a_keepalive_of_a_visitor_whose_lease_lapsed_claims_a_free_number_or_sees_the_overflow(
+    implementation, free
+):
+    """The tag renews a number whose lease ran out (a laptop woken from sleep): a new number if one
+    is free, the overflow only if none is (one statement on PostgreSQL)."""
+    pool = pool_with(2 if free else 1)
+    with time_machine.travel(T0, tick=False):
+        ask(pool, "visitor-aaaa")
+    with time_machine.travel(T0 + timedelta(minutes=31), tick=False):
+        theirs = ask(pool, "visitor-bbbb")  # the number aaaa held, or the other one
+        shown = ask(pool, "visitor-aaaa", keepalive=True)
+    assert theirs.kind == PresentationKind.PROMO
+    if free:
+        assert shown.kind == PresentationKind.PROMO and shown.claimed and shown.number != theirs.number
+    else:
+        assert shown.kind == PresentationKind.DESTINATION
+    assert Lease.objects.filter(visitor_id="visitor-aaaa").count() == (2 if free else 1)
 
 
 def test_a_visitor_said_to_be_new_gets_a_number_like_any_new_visitor(implementation):
@@ -247,23 +276,35 @@ def test_a_visitor_wrongly_said_to_be_new_keeps_the_number_it_holds(implementati
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("said_new", [False, True])
-def test_the_apis_new_visitor_word_reaches_the_claim_only_statement(client, settings, said_new):
-    """What the tag says is what the database runs: the claim alone for a new visitor's id (the
-    cheaper statement), the whole hand-out otherwise. The test client shares this connection."""
+@hints
+def test_the_apis_words_choose_the_statement(client, settings, hint):
+    """What the tag says is what the database runs: the claim alone for a new visitor's id, the
+    renewal alone for a keep-alive (the cheaper statements), the whole hand-out otherwise. The test
+    client shares this connection."""
     from django.db import connection
+
+    from ringpools.handout_steps import CLAIM_SQL, HOLD_SQL, RENEW_SQL
 
     settings.RINGPOOL_RATE_LIMIT_URL = "off"
     pool = pool_with(2)
-    body = {"visitor_id": "visitor-aaaa", "new_visitor": said_new}
-    response = client.post(f"/api/v1/ringpools/{pool.key}/numbers", body, content_type="application/json")
+    url = f"/api/v1/ringpools/{pool.key}/numbers"
+
+    def shape(text: str) -> str:  # as sent ($1) or as written (%(p)s): the same statement
+        return re.sub(r"%\(\w\)s|\$\d+", "?", text)
+
+    def runs() -> dict[str, int]:
+        sql = "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements"
+        return {shape(text): count for text, count in connection.connection.execute(sql).fetchall()}
+
+    assert (
+        client.post(url, {"visitor_id": "visitor-aaaa"}, content_type="application/json").status_code == 200
+    )
+    before = runs()
+    body = {"visitor_id": "visitor-bbbb" if hint == "said-new" else "visitor-aaaa", **HINTS[hint]}
+    response = client.post(url, body, content_type="application/json")
     assert response.status_code == 200 and response.json()["kind"] == "promo"
-    prepared = [
-        row[0] for row in connection.connection.execute("SELECT statement FROM pg_prepared_statements")
-    ]
-    claim_only = any(text.startswith("WITH held AS") for text in prepared)  # CLAIM_SQL, as sent
-    whole = any(text.startswith("WITH fresh AS") for text in prepared)  # HOLD_SQL
-    assert (claim_only, whole) == (said_new, not said_new)
+    ran = {text for text, count in runs().items() if count > before.get(text, 0)}
+    assert ran == {shape({"plain": HOLD_SQL, "said-new": CLAIM_SQL, "keepalive": RENEW_SQL}[hint])}
 
 
 def test_a_visitor_wrongly_said_to_be_new_locks_and_writes_no_other_number(implementation, settings):
@@ -290,15 +331,15 @@ def test_a_new_visitor_of_an_exhausted_pool_sees_the_overflow(implementation):
     assert PoolHourlyFigures.objects.aggregate(o=Sum("overflows"))["o"] == 1
 
 
-@pytest.mark.parametrize("said_new", [False, True], ids=["plain", "said-new"])
-def test_a_claim_the_caller_may_not_make_is_refused_and_changes_nothing(implementation, said_new):
+@hints
+def test_a_claim_the_caller_may_not_make_is_refused_and_changes_nothing(implementation, hint):
     pool = pool_with(2)
     with time_machine.travel(T0, tick=False):
         mine = ask(pool, "visitor-aaaa")
         with pytest.raises(handout.ClaimRefused):
-            ask(pool, "visitor-bbbb", may_claim=False, new_visitor=said_new)
+            ask(pool, "visitor-bbbb", may_claim=False, **HINTS[hint])
         # A visitor who holds a number keeps renewing it.
-        assert ask(pool, "visitor-aaaa", may_claim=False, new_visitor=said_new).number == mine.number
+        assert ask(pool, "visitor-aaaa", may_claim=False, **HINTS[hint]).number == mine.number
     assert list(Lease.objects.values_list("visitor_id", flat=True)) == ["visitor-aaaa"]
     assert PoolHourlyFigures.objects.aggregate(o=Sum("overflows"))["o"] == 0
 
