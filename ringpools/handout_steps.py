@@ -20,6 +20,8 @@ from ringpools.selectors import HandoutPool
 
 # Numbers found rested and flagged by one claim at most; more wait for the next claims.
 BACKLOG_FLAGGED = 32
+# A second live lease of one visitor (migrations 0005, 0006): the only conflict a claim expects.
+ONE_LEASE_PER_VISITOR = "lease_one_per_visitor"
 
 
 class Outcome(StrEnum):
@@ -121,9 +123,10 @@ fresh AS (
     RETURNING l.id
 )"""
 
-# A claim, when `wanted` has a row: a number in the order of SPEC §3.3, leased (ON CONFLICT DO NOTHING:
-# the visitor's other request may have leased one first) and marked busy; the rested numbers found on
-# the way are flagged.
+# A claim, when `wanted` has a row: a number in the order of SPEC §3.3, leased (DO NOTHING on a conflict
+# with the visitor's other request, which may have leased one first: the one arbiter, so PostgreSQL
+# checks no other constraint twice; a number held twice would be an error, never a quiet retry) and
+# marked busy; the rested numbers found on the way are flagged.
 _CLAIM_PARTS = f"""
 backlog AS (
     SELECT n.id, n.acquired_at FROM {_N} n
@@ -158,7 +161,7 @@ backlog AS (
 ), new_lease AS (
     INSERT INTO {_L} (pool_id, number_id, visitor_id, page_url, params, started_at, expires_at)
     SELECT %(p)s, id, %(v)s, %(u)s, %(j)s, %(t)s, %(e)s FROM candidate
-    ON CONFLICT DO NOTHING
+    ON CONFLICT ON CONSTRAINT {ONE_LEASE_PER_VISITOR} DO NOTHING
     RETURNING id, number_id
 ), claimed AS (
     UPDATE {_N} n SET busy_until = %(e)s, last_presented_at = %(t)s, rested = false

@@ -54,3 +54,21 @@ def test_one_visitor_never_holds_two_leases_of_one_pool_at_once():
     assert not refused(
         lambda: Lease.objects.create(**{**second, "number": third_number, "visitor_id": "visitor-aaab"})
     )
+
+
+@pytest.mark.parametrize("hint", [{}, {"new_visitor": True}], ids=["plain", "said-new"])
+def test_a_number_shown_free_while_leased_is_never_leased_again_and_the_claim_fails_loudly(hint):
+    """Should a number's row ever say it is free while a lease holds it (a bug, a hand edit), the
+    claim is refused by lease_number_not_held_twice with an error, not retried quietly as if the
+    visitor's other request had won: the operator sees it, and no second visitor gets the number."""
+    from django.utils import timezone
+
+    from ringpools.handout import present_number
+    from ringpools.models import PromoNumber
+    from ringpools.selectors import handout_pool
+
+    held = LeaseFactory(visitor_id="visitor-aaaa", expires_at=timezone.now() + timedelta(minutes=20))
+    PromoNumber.objects.filter(pk=held.number_id).update(busy_until=timezone.now() - timedelta(hours=1))
+    with pytest.raises(IntegrityError, match="lease_number_not_held_twice"), transaction.atomic():
+        present_number(pool=handout_pool(held.pool.key), visitor_id="visitor-bbbb", **hint)
+    assert list(Lease.objects.values_list("visitor_id", flat=True)) == ["visitor-aaaa"]
