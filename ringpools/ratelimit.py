@@ -9,14 +9,12 @@ refused only if it would need a new number (the hand-out is told it may not clai
 nothing).
 
 The counters live in Redis when RINGPOOL_RATE_LIMIT_URL is a redis:// URL (shared by every web
-process), in this process otherwise (the demo), or nowhere ("off"). With Redis, a process lets a request
-through on its own count when it has not seen the client address in the window and has let the visitor
-id through on its own count fewer than VISITOR_ON_SIGHT times, and sends those counts with its next call;
-any other request is one script call, one round trip. Most visitors make a few requests a window, each
-landing on any web process, so most requests cost no round trip. The price, per web process and window:
-a client address can exceed its limits by one request (and one new-visitor claim), a visitor id by
-VISITOR_ON_SIGHT requests. A storm from one address is counted exactly after its first request. A Redis
-that cannot answer lets requests through: the limiter must never take the product down with it.
+process), in this process otherwise (the demo), or nowhere ("off"). With Redis, a process lets the
+first request of a client address and visitor id it has not seen in the window through on its own
+count and sends that count with its next call; any other request is one script call, one round trip.
+Most visitors make one or two requests a window, so most requests cost no round trip, and a client
+can exceed a limit by at most one request per web process and window. A Redis that cannot answer
+lets requests through: the limiter must never take the product down with it.
 """
 
 from __future__ import annotations
@@ -43,12 +41,6 @@ SEND_BATCH = 256
 # Clients and visitors a process remembers having seen in one window; past this, every request pays
 # the round trip (a flood of made-up addresses is counted exactly, and memory stays bounded).
 SEEN_LIMIT = 100_000
-# Requests of one visitor id a process lets through on its own count per window, each from a client
-# address it has not seen: the tag's renewals and a visitor's next pages, which come from the same
-# address but mostly land on other web processes. A storm of one visitor from many addresses passes
-# its limit by at most this many requests per process and window; the per-visitor limit is against
-# runaway renewals, which cost work but drain nothing (a visitor holds one number at most).
-VISITOR_ON_SIGHT = 3
 
 
 @dataclass(frozen=True)
@@ -171,11 +163,9 @@ class RedisLimiter:
         # Counts not yet in Redis, sent with this process's next call: claims (no second round trip
         # per claim) and the requests let through on first sight. Only the current window's.
         self._pending: dict[str, int] = {}
-        # Addresses this process has counted in the current window; visitors it let through on its own
-        # count, and how many times.
+        # Addresses and visitors this process has counted in the current window.
         self._window = -1
         self._seen: set[str] = set()
-        self._on_sight: dict[str, int] = {}
 
     def _keys(self, window: int, address: str) -> tuple[str, str]:
         return f"{PREFIX}{window}:a:{address}", f"{PREFIX}{window}:c:{address}"
@@ -189,21 +179,20 @@ class RedisLimiter:
             self._turn(window)
             # A request of a window this process has left (a thread that started before the turn)
             # is counted in Redis, never on sight.
-            current = window == self._window
-            passes = self._on_sight.get(by_visitor, 0)
-            on_sight = current and by_address not in self._seen and passes < VISITOR_ON_SIGHT
-            if current and len(self._seen) + len(self._on_sight) < SEEN_LIMIT:
-                self._seen.add(by_address)
+            first_sight = (
+                window == self._window and by_address not in self._seen and by_visitor not in self._seen
+            )
+            if window == self._window and len(self._seen) < SEEN_LIMIT:
+                self._seen.update((by_address, by_visitor))
             else:
-                on_sight = False
-            if on_sight and len(self._pending) < SEND_BATCH:
-                # This process has not counted the address this window, nor let the visitor through
-                # on its own count too often: count one request of each, to be sent with the next
-                # call. Other processes' counts are unknown until then (see VISITOR_ON_SIGHT).
-                self._on_sight[by_visitor] = passes + 1
+                first_sight = False
+            if first_sight and len(self._pending) < SEND_BATCH:
+                # Neither was counted here this window: count one request of each, to be sent with
+                # the next call. Other processes' counts are unknown until then, so each process
+                # lets at most one request of a client or visitor through unseen per window.
                 for key in (by_address, by_visitor):
                     self._pending[key] = self._pending.get(key, 0) + 1
-                return _verdict(1, passes + 1, 0, retry_after)
+                return _verdict(1, 1, 0, retry_after)
             pending, self._pending = self._pending, {}
             keys = [by_address, by_visitor, claims, *pending]
             try:
@@ -217,17 +206,14 @@ class RedisLimiter:
                         self._pending[key] = self._pending.get(key, 0) + count
                 self._warn(error)
                 return Verdict(allowed=True, may_claim=True, retry_after=retry_after)
-            verdict = _verdict(counted_address, counted_visitor, counted_claims, retry_after)
-            if not verdict.allowed and current:  # over a limit: nothing more on sight this window
-                self._on_sight[by_visitor] = VISITOR_ON_SIGHT
-        return verdict
+        return _verdict(counted_address, counted_visitor, counted_claims, retry_after)
 
     def _turn(self, window: int) -> None:
         """A new window: forget who was seen, and counts no verdict will read again. Only forward:
         a late call with an earlier moment must not wipe the current window's counts."""
         if window > self._window:
             current = f"{PREFIX}{window}:"
-            self._window, self._seen, self._on_sight = window, set(), {}
+            self._window, self._seen = window, set()
             self._pending = {key: n for key, n in self._pending.items() if key.startswith(current)}
 
     def _count(self, keys: list[str], args: list[int]) -> list[int]:

@@ -269,41 +269,6 @@ def test_a_first_request_is_counted_here_and_reaches_redis_with_the_next_call(se
 
 
 @pytest.mark.redis
-def test_a_visitor_from_new_addresses_is_let_through_here_a_few_times_then_counted_in_redis(settings):
-    """A visitor's next pages and renewals come from an address most web processes have not seen this
-    window: VISITOR_ON_SIGHT of them per process cost no round trip. A storm of one visitor id from
-    many addresses is then counted in Redis and refused, having passed its limit by that many per
-    process at most."""
-    import time
-
-    import redis
-
-    from ringpools.ratelimit import PREFIX, VISITOR_ON_SIGHT, RedisLimiter
-
-    settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_VISITOR = VISITOR_ON_SIGHT + 1
-    settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS = 3600
-    shared = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    one, other = RedisLimiter(settings.CELERY_BROKER_URL), RedisLimiter(settings.CELERY_BROKER_URL)
-    moment = time.time() + 7 * 3600  # a window no other test counts in
-    visitor = f"1:visitor-{time.time_ns()}"
-    key = f"{PREFIX}{int(moment // 3600)}:v:{visitor}"
-    addresses = (f"198.18.{n // 250}.{n % 250}" for n in range(1000))
-    for _ in range(VISITOR_ON_SIGHT):
-        assert one.check(address=next(addresses), visitor=visitor, now=moment).allowed
-    assert shared.get(key) is None  # all counted here so far
-    assert one.check(address=next(addresses), visitor=visitor, now=moment).allowed  # asks Redis
-    assert int(shared.get(key)) == VISITOR_ON_SIGHT + 1
-    for _ in range(VISITOR_ON_SIGHT):  # the other process knows nothing of them: its own count
-        assert other.check(address=next(addresses), visitor=visitor, now=moment).allowed
-    assert not other.check(address=next(addresses), visitor=visitor, now=moment).allowed  # Redis: over
-    assert int(shared.get(key)) == 2 * VISITOR_ON_SIGHT + 2
-    assert not one.check(address=next(addresses), visitor=visitor, now=moment).allowed
-    verdicts = [other.check(address=next(addresses), visitor=visitor, now=moment).allowed for _ in range(20)]
-    assert not any(verdicts)  # refused once: nothing more on sight in this window
-    assert int(shared.get(key)) == 2 * VISITOR_ON_SIGHT + 2 + 1 + 20  # every request counted
-
-
-@pytest.mark.redis
 def test_a_late_call_from_an_ended_window_does_not_forget_the_current_one(settings):
     """With threads, a claim may be reported after another request turned the window: the visitors
     seen in the new window stay seen (their next request is counted in Redis)."""
