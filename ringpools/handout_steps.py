@@ -103,7 +103,7 @@ fresh AS (
     ORDER BY l.expires_at DESC
     LIMIT 1
 ), cur AS (
-    SELECT l.id, n.id AS number_id, ({_USABLE}) AS usable
+    SELECT l.id, n.id AS number_id, coalesce(({_USABLE}), false) AS usable
     FROM {_L} l JOIN {_N} n ON n.id = l.number_id
     WHERE l.pool_id = %(p)s AND l.visitor_id = %(v)s AND l.expires_at > %(t)s
       AND NOT EXISTS (SELECT 1 FROM fresh)

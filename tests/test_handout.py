@@ -204,13 +204,17 @@ def test_a_visitor_whose_number_was_released_gets_a_new_number(implementation, h
     assert [str(lease.number.number) for lease in live] == [again.number]
 
 
-def test_a_visitor_whose_number_moved_to_another_pool_gets_a_new_number(implementation):
-    pool, other = pool_with(2), RingPoolFactory()
+@pytest.mark.parametrize("moved_to", ["another-pool", "no-pool"])
+@hints
+def test_a_visitor_whose_number_moved_out_of_the_pool_gets_a_new_number(implementation, moved_to, hint):
+    pool = pool_with(2)
     with time_machine.travel(T0, tick=False):
         first = ask(pool, "visitor-aaaa").number
-    PromoNumber.objects.filter(number=first).update(pool=other)
+    PromoNumber.objects.filter(number=first).update(
+        pool=RingPoolFactory() if moved_to == "another-pool" else None
+    )
     with time_machine.travel(T0 + timedelta(minutes=1), tick=False):
-        again = ask(pool, "visitor-aaaa")
+        again = ask(pool, "visitor-aaaa", **HINTS[hint])
     assert again.kind == PresentationKind.PROMO and again.number != first
 
 
@@ -230,7 +234,7 @@ def test_a_keepalive_of_a_visitor_whose_lease_lapsed_claims_a_free_number_or_see
     implementation, free
 ):
     """The tag renews a number whose lease ran out (a laptop woken from sleep): a new number if one
-    is free, the overflow only if none is (one statement on PostgreSQL)."""
+    is free, the overflow only if none is."""
     pool = pool_with(2 if free else 1)
     with time_machine.travel(T0, tick=False):
         ask(pool, "visitor-aaaa")
