@@ -26,13 +26,12 @@ ROUNDS = 20  # enough to catch a one-in-ten race
 # whole hand-out share the claim and its busy probes; the renewal alone (RENEW_SQL, for a keep-alive)
 # probes for free numbers before the whole hand-out claims. Tests marked `hints` run every way in.
 HINTS = {"plain": {}, "said-new": {"new_visitor": True}, "keepalive": {"keepalive": True}}
-hints = pytest.mark.parametrize("hint", list(HINTS))
-
-
-def statements_only(implementation: str, hint: str) -> None:
-    """The ORM steps take no hints (their plain case covers them): skip the copies, which cost CI time."""
-    if implementation == "orm" and hint != "plain":
-        pytest.skip("the portable steps ignore hints; the plain case runs them")
+# The ORM steps take no hints: their plain case covers them, and their hinted copies are not made.
+hints = pytest.mark.parametrize(
+    ("implementation", "hint"),
+    [("database", hint) for hint in HINTS] + [("orm", "plain")],
+    indirect=["implementation"],
+)
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +84,6 @@ def implementation(request, monkeypatch) -> str:
 
 @hints
 def test_200_simultaneous_visitors_share_50_numbers_without_a_double_hold(implementation, hint):
-    statements_only(implementation, hint)
     pool = RingPoolFactory()
     for _ in range(50):
         PromoNumberFactory(pool=pool)
@@ -146,7 +144,6 @@ def live_leases(visitor: str) -> list[Lease]:
 def test_simultaneous_first_requests_of_one_visitor_end_with_one_lease_and_no_overflow(
     implementation, executor, hint
 ):
-    statements_only(implementation, hint)
     # said-new: every request says the visitor id was made just now (the tag's hint); all but one
     # are wrong by the time they run, and must find the winner's lease. keepalive: every request
     # says the visitor holds a number, which none does until one of them claims it.
@@ -205,7 +202,6 @@ def ask_one(pool_key: str, visitor: str, **hint: bool):
 
 @hints
 def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(implementation, hint, monkeypatch):
-    statements_only(implementation, hint)
     from ringpools.figures import handout_figures
     from ringpools.models import PoolHourlyFigures
 
@@ -226,7 +222,6 @@ def test_free_numbers_locked_by_other_claims_answer_busy_never_overflow(implemen
 
 @hints
 def test_a_claim_waits_out_another_claims_lock_and_gets_the_number(implementation, hint):
-    statements_only(implementation, hint)
     pool = RingPoolFactory()
     number = PromoNumberFactory(pool=pool)
     with numbers_locked(pool, for_seconds=0.3):  # the other claim ends (and took nothing)
@@ -240,7 +235,6 @@ def test_free_numbers_not_yet_rested_and_locked_by_other_claims_answer_busy(
     implementation, hint, monkeypatch
 ):
     """The second probe: free numbers released within the cool-down (not flagged rested)."""
-    statements_only(implementation, hint)
     from ringpools.figures import handout_figures
 
     monkeypatch.setattr(handout, "BUSY_PATIENCE_SECONDS", 0.3)
@@ -256,7 +250,6 @@ def test_free_numbers_not_yet_rested_and_locked_by_other_claims_answer_busy(
 
 @hints
 def test_a_claim_flags_at_most_32_rested_numbers_and_skips_those_other_claims_hold(implementation, hint):
-    statements_only(implementation, hint)
     from ringpools.handout_steps import BACKLOG_FLAGGED
 
     pool = RingPoolFactory()
