@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import migrations, models
+from django.utils import timezone
 
 from config.migration_sql import on_postgres
-from django.utils import timezone
 
 
 def mark_rested(apps, schema_editor):
