@@ -92,7 +92,8 @@ def present_number(
     now: datetime | None = None,
 ) -> Presentation:
     """The number to show this visitor now. `keepalive` renewals of a number are not counted as
-    presentations; an overflow shown is counted every time (with a presentation). `new_visitor`: the
+    presentations (a keep-alive given a new number is); an overflow shown is counted every time (with
+    a presentation). `new_visitor`: the
     caller made the visitor id just now, so a claim is tried first; a keep-alive is taken as a renewal
     of the number the visitor holds (hints: any answer is the same as without them).
 
@@ -114,13 +115,13 @@ def present_number(
         new_visitor=new_visitor,
         renewal=keepalive and not new_visitor,
     )
-    counted = 0 if keepalive else 1
     steps = steps_for_database()
     unanswered, busy_rounds, busy_since = 0, 0, 0.0
     while True:
         step = steps.hold(ask)
         if step.outcome in (Outcome.KEPT, Outcome.RENEWED, Outcome.CLAIMED):
-            if counted:
+            # A keep-alive renews a number already counted; one that got a new number was shown it.
+            if not keepalive or step.outcome == Outcome.CLAIMED:
                 handout_figures.presented(pool.id, now)
             if step.outcome == Outcome.KEPT:
                 handout_figures.number_presented(step.number_id, now)

@@ -234,7 +234,7 @@ def test_a_keepalive_of_a_visitor_whose_lease_lapsed_claims_a_free_number_or_see
     implementation, free
 ):
     """The tag renews a number whose lease ran out (a laptop woken from sleep): a new number if one
-    is free, the overflow only if none is."""
+    is free, the overflow only if none is. Either way a number is shown, and counted as presented."""
     pool = pool_with(2 if free else 1)
     with time_machine.travel(T0, tick=False):
         ask(pool, "visitor-aaaa")
@@ -247,6 +247,8 @@ def test_a_keepalive_of_a_visitor_whose_lease_lapsed_claims_a_free_number_or_see
     else:
         assert shown.kind == PresentationKind.DESTINATION
     assert Lease.objects.filter(visitor_id="visitor-aaaa").count() == (2 if free else 1)
+    totals = PoolHourlyFigures.objects.filter(pool=pool).aggregate(p=Sum("presentations"), o=Sum("overflows"))
+    assert totals == {"p": 3, "o": 0 if free else 1}
 
 
 def test_a_visitor_said_to_be_new_gets_a_number_like_any_new_visitor(implementation):

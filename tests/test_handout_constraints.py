@@ -56,7 +56,9 @@ def test_one_visitor_never_holds_two_leases_of_one_pool_at_once():
     )
 
 
-@pytest.mark.parametrize("hint", [{}, {"new_visitor": True}], ids=["plain", "said-new"])
+@pytest.mark.parametrize(
+    "hint", [{}, {"new_visitor": True}, {"keepalive": True}], ids=["plain", "said-new", "keepalive"]
+)
 def test_a_number_shown_free_while_leased_is_never_leased_again_and_the_claim_fails_loudly(hint):
     """Should a number's row ever say it is free while a lease holds it (a bug, a hand edit), the
     claim is refused by lease_number_not_held_twice with an error, not retried quietly as if the
