@@ -57,6 +57,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     ],
     ids=lambda p: p[0],
 )
+@pytest.mark.own_settings
 def test_production_processes_without_a_secret_key_refuse_to_start(process, tmp_path):
     env = {k: v for k, v in PRODUCTION.items() if k not in {"SECRET_KEY", "CELERY_BROKER_URL"}}
     env.update(RINGPOOL_DATA_DIR=str(tmp_path), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
