@@ -176,7 +176,7 @@ class Bench:
         from django.db import connection
 
         from ringpools.models import RingPool
-        from scaling.selectors import applicable_pools
+        from scaling.applicability import applicable_pools
 
         timings: list[tuple[float, str]] = []
 
@@ -205,8 +205,8 @@ class Bench:
         }
 
     def _pass(self, now, dry_run: bool = False):
-        from scaling.carrier import InventoryCarrier
-        from scaling.growth import ringpools_grow
+        from scaling.growth.run import ringpools_grow
+        from scaling.supply.inventory import InventoryCarrier
 
         return ringpools_grow(now=now, carrier=InventoryCarrier(), dry_run=dry_run)
 

@@ -417,7 +417,7 @@ def seed(env: dict, *, big_pools: int) -> dict:
     with connection.cursor() as cursor:
         # A live deployment's lease table is never empty: three ended leases of every mixed pool's
         # number in the past days. Planned against an empty lease table, the hand-out's statement
-        # would keep a plan that scans the table whole while the phases fill it (FIELD-NOTES).
+        # would keep a plan that scans the table whole while the phases fill it (a generic plan outlives it).
         cursor.execute(
             """
             INSERT INTO ringpools_lease (pool_id, number_id, visitor_id, page_url, params, started_at,

@@ -47,7 +47,7 @@ def main() -> int:
     from django.test.utils import CaptureQueriesContext
 
     from ringpools.models import RingPool
-    from scaling.charts import pool_health_charts
+    from scaling.health.charts import pool_health_charts
 
     call_command("migrate", "--noinput", verbosity=0)
     now = datetime.now(UTC).replace(microsecond=0)

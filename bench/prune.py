@@ -96,7 +96,7 @@ def phase(name: str, env: dict) -> dict:
 
     from ringpools.choices import NumberState
     from ringpools.models import PromoNumber
-    from scaling.pruning import ringpools_prune
+    from scaling.pruning.run import ringpools_prune
 
     queries = 0
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from phonenumber_field.modelfields import PhoneNumberField
 from simple_history.models import HistoricalRecords
 
@@ -92,7 +93,7 @@ class RingPool(models.Model):
         help_text='Web origins allowed to ask for numbers, e.g. ["https://www.example.com"].',
     )
     last_overflow_at = models.DateTimeField(null=True, blank=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     history = HistoricalRecords(excluded_fields=["last_overflow_at"])
 

@@ -1,12 +1,16 @@
-"""Writes of the scaling app. Every change to a pool's numbers goes through here and leaves a ScalingEvent."""
+"""Writes of the scaling app: pools, their numbers, pins and the account's auto-scaling settings.
+
+Every change to a pool's numbers, size or settings goes through a service here and leaves a
+`ScalingEvent` (written by `scaling.audit`); staff, growth, pruning and the demo use the same ones.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -15,10 +19,12 @@ from django.utils import timezone
 from accounts.models import Account, User
 from ringpools.choices import NumberRole, NumberState, NumberType, OverflowMode
 from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
-from scaling.carrier import AvailableNumber, Carrier, get_carrier
+from scaling.audit import scaling_event_record
 from scaling.choices import EventKind, OrderState, Scope, Trigger
-from scaling.models import AutoScalingSettings, ScalingEvent
-from scaling.outbox import Removal, carrier_orders_run, numbers_release_begin, purchase_order_place
+from scaling.models import AutoScalingSettings
+from scaling.supply.carrier import Carrier, CarrierError, TransientCarrierError, get_carrier
+from scaling.supply.choice import NumberChoice, number_choose
+from scaling.supply.outbox import Removal, carrier_orders_run, numbers_release_begin, purchase_order_place
 
 
 def auto_scaling_settings_for(account: Account) -> AutoScalingSettings:
@@ -26,27 +32,33 @@ def auto_scaling_settings_for(account: Account) -> AutoScalingSettings:
     return settings
 
 
-def scaling_event_record(
-    *,
-    pool: RingPool,
-    kind: str,
-    trigger: str,
-    reason: str,
-    number: PromoNumber | None = None,
-    figures: dict[str, Any] | None = None,
-    actor: User | None = None,
-) -> ScalingEvent:
-    return ScalingEvent.objects.create(
-        account_id=pool.account_id,
-        pool=pool,
-        number=number,
-        kind=kind,
-        trigger=trigger,
-        reason=reason,
-        figures=figures or {},
-        actor=actor,
-        created_at=timezone.now(),
-    )
+class PoolOptions(TypedDict, total=False):
+    """Settings a new pool may take instead of the model's defaults."""
+
+    key: str
+    lease_seconds: int
+    min_size: int
+    max_size: int
+    is_active: bool
+    allowed_origins: list[str]
+
+
+class PoolChanges(TypedDict, total=False):
+    """The settings of a pool that `ringpool_update` changes (the audited ones, POOL_SETTINGS)."""
+
+    name: str
+    campaign: Campaign
+    destination_number: DestinationNumber
+    number_type: str
+    area_code: str
+    region: str
+    lease_seconds: int
+    overflow_mode: str
+    auto_scaling_enabled: bool
+    min_size: int
+    max_size: int
+    is_active: bool
+    allowed_origins: list[str]
 
 
 def ringpool_create(
@@ -61,11 +73,16 @@ def ringpool_create(
     size: int = 0,
     actor: User | None = None,
     carrier: Carrier | None = None,
-    **options: Any,
+    now: datetime | None = None,
+    **options: Unpack[PoolOptions],
 ) -> RingPool:
     """Create a pool with the account's auto-scaling defaults (SPEC §5), its overflow number if the
-    account includes one, and `size` rotating numbers from the carrier."""
+    account includes one, and `size` rotating numbers from the carrier, at `now` (default: now)."""
+    unknown = set(options) - set(PoolOptions.__annotations__)
+    if unknown:
+        raise ValidationError(f"Not pool options: {', '.join(sorted(unknown))}")
     defaults = auto_scaling_settings_for(account)
+    now = now or timezone.now()
     pool = RingPool(
         account=account,
         campaign=campaign,
@@ -80,6 +97,7 @@ def ringpool_create(
             if defaults.include_overflow_number
             else OverflowMode.DESTINATION_NUMBER
         ),
+        created_at=now,
         **options,
     )
     pool.full_clean()
@@ -87,10 +105,12 @@ def ringpool_create(
     with transaction.atomic():
         pool.save()
         scaling_event_record(
-            pool=pool,
+            account_id=pool.account_id,
+            pool_id=pool.pk,
             kind=EventKind.POOL_CREATED,
             trigger=Trigger.SETUP,
             actor=actor,
+            now=now,
             reason="created with the account's auto-scaling defaults",
             figures={
                 "auto_scaling_enabled": pool.auto_scaling_enabled,
@@ -106,19 +126,19 @@ def ringpool_create(
             trigger=Trigger.SETUP,
             actor=actor,
             carrier=carrier,
+            now=now,
             reason="overflow number of a new pool",
         )
     for _ in range(size):
-        if (
-            pool_number_add(
-                pool=pool,
-                trigger=Trigger.SETUP,
-                actor=actor,
-                carrier=carrier,
-                reason="initial size of a new pool",
-            )
-            is None
-        ):
+        bought = pool_number_add(
+            pool=pool,
+            trigger=Trigger.SETUP,
+            actor=actor,
+            carrier=carrier,
+            now=now,
+            reason="initial size of a new pool",
+        )
+        if bought.number is None:
             break
     return pool
 
@@ -142,9 +162,9 @@ POOL_SETTINGS = (
 
 
 @transaction.atomic
-def ringpool_update(*, pool: RingPool, actor: User | None, **changes: Any) -> RingPool:
+def ringpool_update(*, pool: RingPool, actor: User | None, **changes: Unpack[PoolChanges]) -> RingPool:
     """Change a pool's settings; records the before and after of every field that changed."""
-    unknown = set(changes) - set(POOL_SETTINGS) - {"campaign", "destination_number"}
+    unknown = set(changes) - set(PoolChanges.__annotations__)
     if unknown:
         raise ValidationError(f"Not pool settings: {', '.join(sorted(unknown))}")
     before = RingPool.objects.select_for_update().get(pk=pool.pk)
@@ -161,10 +181,12 @@ def ringpool_update(*, pool: RingPool, actor: User | None, **changes: Any) -> Ri
     pool._history_user = actor
     pool.save(update_fields=[f.removesuffix("_id") for f in diff])
     scaling_event_record(
-        pool=pool,
+        account_id=pool.account_id,
+        pool_id=pool.pk,
         kind=EventKind.SETTINGS_CHANGED,
         trigger=Trigger.MANUAL,
         actor=actor,
+        now=timezone.now(),
         reason="changed " + ", ".join(f.removesuffix("_id") for f in diff),
         figures=diff,
     )
@@ -176,73 +198,74 @@ def _plain(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class NumberChoice:
-    available: AvailableNumber
-    match: str  # "area_code", "region", "toll_free", "toll_free_fallback", "any_local"
+class NumberPurchase:
+    """What one purchase for a pool came to: the number in the pool, a purchase the carrier has not
+    answered yet (reconciliation finishes it), or why nothing was added (a FAILED event says it too)."""
 
-
-def number_choose(*, pool: RingPool, carrier: Carrier) -> NumberChoice | None:
-    """SPEC §6: a local pool takes the same area code, then the same region, then toll-free."""
-    if pool.number_type == NumberType.TOLL_FREE:
-        found = carrier.find_available(number_type=NumberType.TOLL_FREE)
-        return NumberChoice(found, "toll_free") if found else None
-    searches = []
-    if pool.area_code:
-        searches.append(("area_code", {"number_type": NumberType.LOCAL, "area_code": pool.area_code}))
-    if pool.region:
-        searches.append(("region", {"number_type": NumberType.LOCAL, "region": pool.region}))
-    if not searches:
-        searches.append(("any_local", {"number_type": NumberType.LOCAL}))
-    searches.append(("toll_free_fallback", {"number_type": NumberType.TOLL_FREE}))
-    for match, criteria in searches:
-        found = carrier.find_available(**criteria)
-        if found is not None:
-            return NumberChoice(found, match)
-    return None
+    number: PromoNumber | None = None
+    pending: bool = False
+    failure: str = ""
 
 
 def pool_number_add(
     *,
     pool: RingPool,
     trigger: str,
-    reason: str,
+    reason: str | Callable[[NumberChoice], str],
     role: str = NumberRole.ROTATING,
     actor: User | None = None,
     figures: dict[str, Any] | None = None,
     carrier: Carrier | None = None,
-) -> PromoNumber | None:
-    """Buy a number from the carrier and put it in the pool (through the outbox, so a purchase whose
-    answer is lost is finished by reconciliation). None, with a FAILED event, if none was added now.
+    now: datetime | None = None,
+) -> NumberPurchase:
+    """Buy a number from the carrier and put it in the pool, through the outbox (a purchase whose
+    answer is lost is finished by reconciliation, never bought twice). Staff, pool set-up, growth and
+    the demo all buy here. `reason` may be worded from the number chosen (same area code, fallback...).
 
     Call it outside any transaction: the carrier is never called while the database holds locks.
     """
+    now = now or timezone.now()
     carrier = carrier or get_carrier()
     figures = dict(figures or {})
-    choice = number_choose(pool=pool, carrier=carrier)
-    if choice is None:
+
+    def failed(why: str, error: CarrierError | None) -> NumberPurchase:
         scaling_event_record(
-            pool=pool,
+            account_id=pool.account_id,
+            pool_id=pool.pk,
             kind=EventKind.FAILED,
             trigger=trigger,
             actor=actor,
-            figures=figures,
-            reason="the carrier has no number to offer",
+            now=now,
+            figures={**figures, "transient": isinstance(error, TransientCarrierError)},
+            reason=why,
         )
-        return None
+        return NumberPurchase(failure=why)
+
+    try:
+        choice = number_choose(pool=pool, carrier=carrier)
+    except CarrierError as error:
+        return failed(f"carrier search failed: {error}", error)
+    if choice is None:
+        return failed("the carrier has no number to offer", None)
     figures["match"] = choice.match
     order = purchase_order_place(
         pool=pool,
         available=choice.available,
         carrier=carrier,
         trigger=trigger,
-        reason=reason,
+        reason=reason if isinstance(reason, str) else reason(choice),
         role=role,
         figures=figures,
         actor=actor,
+        now=now,
     )
-    if order.state != OrderState.DONE or order.number is None or order.number.state != NumberState.ACTIVE:
-        return None
-    return order.number
+    if order.state == OrderState.PENDING:
+        return NumberPurchase(pending=True)
+    if order.state == OrderState.DONE and order.number is not None:
+        if order.number.state == NumberState.ACTIVE:
+            return NumberPurchase(number=order.number)
+        return NumberPurchase(failure="bought, but the pool no longer wanted it: released again")
+    return NumberPurchase(failure=order.last_error or "the purchase failed")
 
 
 def pool_number_remove(
@@ -253,14 +276,22 @@ def pool_number_remove(
     actor: User | None = None,
     figures: dict[str, Any] | None = None,
     carrier: Carrier | None = None,
+    now: datetime | None = None,
 ) -> PromoNumber:
     """Take a number out of rotation at once and release it to the carrier, so it stops counting in
     the bill. The carrier is called after the number left rotation, outside any transaction; if it
     fails, the release is retried by reconciliation and the number never returns to rotation."""
+    if number.pool is None:
+        raise ValidationError("The number is in no pool.")
+    now = now or timezone.now()
     orders = numbers_release_begin(
-        pool=number.pool, removals=[Removal(number.pk, reason, figures or {})], trigger=trigger, actor=actor
+        pool=number.pool,
+        removals=[Removal(number.pk, reason, figures or {})],
+        trigger=trigger,
+        actor=actor,
+        now=now,
     )
-    carrier_orders_run(orders=orders, carrier=carrier)
+    carrier_orders_run(orders=orders, carrier=carrier, now=now)
     return PromoNumber.objects.get(pk=number.pk)
 
 
@@ -282,12 +313,14 @@ def promo_number_pin(*, number: PromoNumber, actor: User, reason: str) -> PromoN
     locked._history_user = actor
     locked.save(update_fields=["pinned_at", "pinned_by", "pin_reason"])
     scaling_event_record(
-        pool=locked.pool,
-        number=locked,
+        account_id=locked.account_id,
+        pool_id=locked.pool_id,
+        number_id=locked.pk,
         kind=EventKind.NUMBER_PINNED,
         trigger=Trigger.MANUAL,
         actor=actor,
-        reason=f"pinned: {reason}"[:300],
+        now=now,
+        reason=f"pinned: {reason}",
         figures={"before": before, "after": {"pin_reason": locked.pin_reason, "pinned_by": actor.pk}},
     )
     return locked
@@ -310,13 +343,17 @@ def promo_number_unpin(*, number: PromoNumber, actor: User, reason: str) -> Prom
     locked.pinned_at, locked.pinned_by, locked.pin_reason = None, None, ""
     locked._history_user = actor
     locked.save(update_fields=["pinned_at", "pinned_by", "pin_reason"])
+    if locked.pool_id is None:
+        return locked  # it left its pool: the number's own history keeps the change
     scaling_event_record(
-        pool=locked.pool,
-        number=locked,
+        account_id=locked.account_id,
+        pool_id=locked.pool_id,
+        number_id=locked.pk,
         kind=EventKind.NUMBER_UNPINNED,
         trigger=Trigger.MANUAL,
         actor=actor,
-        reason=f"unpinned: {reason}"[:300],
+        now=timezone.now(),
+        reason=f"unpinned: {reason}",
         figures={"before": before, "after": {}},
     )
     return locked

@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from config.locks import JobLock, job_session_lock
 from scaling.choices import OrderState
-from scaling.growth import ringpools_grow
+from scaling.growth.run import ringpools_grow
 from scaling.models import CarrierOrder
-from scaling.outbox import carrier_orders_reconcile, carrier_orders_run
-from scaling.pruning import ringpools_prune
+from scaling.pruning.run import ringpools_prune
+from scaling.supply.outbox import carrier_orders_reconcile, carrier_orders_run
 
 log = logging.getLogger(__name__)
 

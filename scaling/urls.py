@@ -1,6 +1,6 @@
 from django.urls import path
 
-from scaling import views
+from scaling.pages import views
 
 urlpatterns = [
     path("settings/", views.settings_index, name="settings-index"),

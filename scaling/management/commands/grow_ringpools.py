@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from scaling.choices import Trigger
-from scaling.growth import GrowthReport, ringpools_grow
+from scaling.growth.run import GrowthReport, ringpools_grow
 
 
 class Command(BaseCommand):

@@ -12,12 +12,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Account
-from scaling.billing import bills_for
 from scaling.choices import PruneOutcome
 from scaling.models import MonthlyPrune
-from scaling.outbox import carrier_orders_run
-from scaling.policy import NumberVerdict, PruneRule, prune_month
-from scaling.pruning import PoolPruneResult, ringpools_prune
+from scaling.pruning.bill import bills_for
+from scaling.pruning.rule import NumberVerdict, PruneRule, prune_month
+from scaling.pruning.run import PoolPruneResult, ringpools_prune
+from scaling.supply.outbox import carrier_orders_run
 
 # Pools with more numbers than this list the numbers that stay as counts per reason (-v 2: all).
 LIST_ALL_UP_TO = 40

@@ -12,7 +12,7 @@ from accounts.models import Account, Membership, User
 from ringpools import phone
 from ringpools.choices import NumberRole, NumberState, NumberType
 from ringpools.models import Campaign, DestinationNumber, RingPool
-from scaling.demo_history import Story, clock_at, demo_history_write, history_start
+from scaling.demo import Story, demo_history_write, history_start
 from scaling.models import InventoryNumber
 from scaling.services import auto_scaling_settings_for, ringpool_create
 
@@ -27,7 +27,7 @@ PEOPLE = (
 # Fictional numbers (555-0100 to 555-0199) the demo carrier sells.
 INVENTORY = (("805", 30), ("415", 20), ("212", 10), ("888", 30))
 ORIGINS = ["http://127.0.0.1:8000", "http://localhost:8000"]
-# What the pool health charts of each demo pool show (scaling/demo_history.py).
+# What the pool health charts of each demo pool show (scaling/demo.py).
 STORIES = {
     "rp_demo_local": Story(rush_days_ago=3),  # a rush, overflow, and growth absorbing it
     "rp_demo_sf": Story(traffic=0.3),  # quiet: looks too big
@@ -120,19 +120,19 @@ class Command(BaseCommand):
             if not RingPool.objects.filter(key=key).exists():
                 now = timezone.now()
                 # Created weeks ago, so the charts show a past; replayed through the real services.
-                with clock_at(history_start(now)):
-                    pool = ringpool_create(
-                        account=account,
-                        campaign=campaign,
-                        destination_number=destination_number,
-                        name=name,
-                        number_type=number_type,
-                        area_code=area_code,
-                        region=region,
-                        size=size,
-                        key=key,
-                        allowed_origins=ORIGINS,
-                    )
+                pool = ringpool_create(
+                    account=account,
+                    campaign=campaign,
+                    destination_number=destination_number,
+                    name=name,
+                    number_type=number_type,
+                    area_code=area_code,
+                    region=region,
+                    size=size,
+                    now=history_start(now),
+                    key=key,
+                    allowed_origins=ORIGINS,
+                )
                 demo_history_write(pool=pool, story=STORIES[key], now=now)
         self._report(account)
 

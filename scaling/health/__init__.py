@@ -1,0 +1,1 @@
+"""Pool health: the hourly series (`series`) and their charts (`charts`)."""

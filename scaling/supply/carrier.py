@@ -1,0 +1,86 @@
+"""The carrier that sells and releases numbers: its protocol, its errors, and the registry of adapters.
+
+`get_carrier()` builds the adapter that `RINGPOOL_CARRIER` names: a short name from `CARRIERS`, or the
+dotted path of a factory (a class or function taking no arguments), as Healthchecks loads its
+integrations. The adapters live beside this module (`inventory`, `twilio_carrier`) and import it;
+this module imports none of them, so there is no cycle.
+
+Errors: `TransientCarrierError` may succeed if tried again later (time-outs, 5xx, rate limits) — and a
+purchase that timed out may even have succeeded; `CarrierError` otherwise (refused, not available,
+bad credentials): trying again will not help.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+
+class CarrierError(Exception):
+    """The carrier refused or could not do what was asked; asking again will not help."""
+
+
+class TransientCarrierError(CarrierError):
+    """The carrier could not answer now (time-out, 5xx, rate limit); a later attempt may succeed."""
+
+
+@dataclass(frozen=True)
+class AvailableNumber:
+    number: str
+    number_type: str
+    area_code: str
+    region: str
+    monthly_cost: Decimal
+
+
+@dataclass(frozen=True)
+class PurchasedNumber:
+    number: str
+    number_type: str
+    area_code: str
+    region: str
+    monthly_cost: Decimal
+    carrier_ref: str
+
+
+class Carrier(Protocol):
+    def find_available(
+        self, *, number_type: str, area_code: str = "", region: str = ""
+    ) -> AvailableNumber | None: ...
+
+    def purchase(
+        self, available: AvailableNumber, *, account_id: int, friendly_name: str
+    ) -> PurchasedNumber: ...
+
+    def find_purchased(self, *, friendly_name: str) -> PurchasedNumber | None:
+        """The number bought under this friendly name and still held, if any (reconciliation)."""
+        ...
+
+    def release(self, carrier_ref: str) -> None:
+        """Give the number back. Idempotent: releasing a number no longer held is not an error."""
+        ...
+
+
+# RINGPOOL_CARRIER's short names, each the dotted path of a factory that takes no arguments.
+CARRIERS = {
+    "inventory": "scaling.supply.inventory.InventoryCarrier",
+    "twilio": "scaling.supply.twilio_carrier.twilio_carrier_from_settings",
+}
+
+
+def get_carrier() -> Carrier:
+    """The adapter `RINGPOOL_CARRIER` names (a short name of CARRIERS, or a dotted path)."""
+    name = settings.RINGPOOL_CARRIER
+    path = CARRIERS.get(name, name)
+    if "." not in path:
+        raise CarrierError(f"Unknown RINGPOOL_CARRIER {name!r}")
+    try:
+        factory = import_string(path)
+    except ImportError as error:
+        raise CarrierError(f"Unknown RINGPOOL_CARRIER {name!r}: {error}") from error
+    carrier: Carrier = factory()
+    return carrier

@@ -1,0 +1,547 @@
+"""The carrier outbox: purchases and releases that survive time-outs, crashes and retries.
+
+Each carrier call is bracketed by database writes and never made inside a transaction:
+ 1. the intent is committed as a pending `CarrierOrder` (held by its writer through `claimed_until`);
+ 2. the carrier is called;
+ 3. the answer is recorded: the number joins its pool (or leaves it), the order is done.
+An order left pending (a time-out that may have hidden a success, a crash between 1 and 3, a
+database failure at 3) is taken up by `carrier_orders_reconcile` once its claim has lapsed: a purchase
+is looked up at the carrier under its request id and finished — or recorded as never made — and a
+release is sent again. A reconciliation never buys: a purchase the carrier has no record of is
+closed, and growth decides afresh on its next pass.
+
+Processes take an order by compare-and-swap on `claimed_until` ("another process got there first"
+when no row changes), so two passes never call the carrier twice for one order, and no database lock
+is held while the carrier answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.models import User
+from ringpools.choices import NumberRole, NumberState
+from ringpools.models import PromoNumber, RingPool
+from scaling.audit import (
+    AuditEntry,
+    reason_cut,
+    scaling_event_record,
+    scaling_events_insert_sql,
+    scaling_events_record,
+)
+from scaling.choices import EventKind, OrderKind, OrderState
+from scaling.models import CarrierOrder
+from scaling.supply.carrier import (
+    AvailableNumber,
+    Carrier,
+    CarrierError,
+    PurchasedNumber,
+    TransientCarrierError,
+    get_carrier,
+)
+
+log = logging.getLogger(__name__)
+
+# How long a process may work on an order before another pass may take it over. Longer than any
+# carrier call may take (the adapters' time-outs are far shorter).
+CLAIM_FOR = timedelta(minutes=2)
+MAX_RETRY_DELAY = timedelta(hours=1)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Back-off after the `attempts`-th failed attempt: 1, 2, 4, … minutes, at most an hour."""
+    return min(timedelta(minutes=2 ** max(attempts - 1, 0)), MAX_RETRY_DELAY)
+
+
+def new_request_id(pool_id: int) -> str:
+    return f"ringpool-{pool_id}-{uuid.uuid4().hex[:20]}"
+
+
+# --- Purchases -------------------------------------------------------------------------------------
+
+
+def purchase_order_place(
+    *,
+    pool: RingPool,
+    available: AvailableNumber,
+    carrier: Carrier,
+    trigger: str,
+    reason: str,
+    role: str = NumberRole.ROTATING,
+    figures: dict[str, Any] | None = None,
+    actor: User | None = None,
+    now: datetime | None = None,
+) -> CarrierOrder:
+    """Buy `available` for the pool through the outbox. Call it outside any transaction.
+
+    Returns the order: done (with `order.number` in the pool), failed (the carrier refused; a FAILED
+    event says why), or still pending (the carrier did not answer; reconciliation finishes it).
+    """
+    now = now or timezone.now()
+    order = CarrierOrder.objects.create(
+        kind=OrderKind.PURCHASE,
+        account_id=pool.account_id,
+        pool=pool,
+        role=role,
+        request_id=new_request_id(pool.pk),
+        offer={
+            "number": available.number,
+            "number_type": available.number_type,
+            "area_code": available.area_code,
+            "region": available.region,
+            "monthly_cost": str(available.monthly_cost),
+        },
+        trigger=trigger,
+        reason=reason_cut(reason),
+        figures=figures or {},
+        actor=actor,
+        attempts=1,
+        claimed_until=now + CLAIM_FOR,
+        created_at=now,
+    )
+    try:
+        bought = carrier.purchase(available, account_id=pool.account_id, friendly_name=order.request_id)
+    except TransientCarrierError as error:
+        log.warning("Purchase %s got no answer (%s); reconciliation will finish it", order.request_id, error)
+        return _postpone(order, error, now)
+    except CarrierError as error:
+        return _fail(order, EventKind.FAILED, f"carrier refused the purchase: {error}", now)
+    return _purchase_complete(order, bought, now=now)
+
+
+def _purchase_complete(
+    order: CarrierOrder, bought: PurchasedNumber, *, now: datetime, reconciled: bool = False
+) -> CarrierOrder:
+    """Put the bought number in its pool — or, if the pool no longer wants it, release it again."""
+    try:
+        with transaction.atomic():
+            locked = CarrierOrder.objects.select_for_update().get(pk=order.pk)
+            if locked.state != OrderState.PENDING:
+                return locked  # another pass finished it
+            # Completions into one pool queue here, so the size check below sees the others' numbers.
+            pool = RingPool.objects.select_for_update().get(pk=locked.pool_id)
+            unwanted = _why_not_wanted(pool, locked.role)
+            number = PromoNumber(
+                account_id=pool.account_id,
+                pool=pool,
+                role=locked.role,
+                number=bought.number,
+                number_type=bought.number_type,
+                area_code=bought.area_code,
+                region=bought.region,
+                state=NumberState.RELEASING if unwanted else NumberState.ACTIVE,
+                acquired_at=now,
+                carrier_ref=bought.carrier_ref,
+                monthly_cost=bought.monthly_cost,
+            )
+            number._history_user = locked.actor
+            number.save()
+            locked.number = number
+            locked.carrier_ref = bought.carrier_ref
+            _finish(locked, OrderState.DONE, now)
+            figures = {
+                **locked.figures,
+                "request_id": locked.request_id,
+                "carrier_ref": bought.carrier_ref,
+                "area_code": bought.area_code,
+                "region": bought.region,
+            }
+            if unwanted:
+                release = _release_order_create(
+                    number=number, trigger=locked.trigger, reason=f"bought but {unwanted}", now=now
+                )
+                _event(
+                    locked,
+                    EventKind.RECONCILED,
+                    f"bought but {unwanted}: releasing it",
+                    figures,
+                    number.pk,
+                    now,
+                )
+            else:
+                figures["reconciled"] = reconciled
+                reason = locked.reason + (" (found at the carrier on reconciliation)" if reconciled else "")
+                _event(locked, EventKind.NUMBER_ADDED, reason, figures, number.pk, now)
+                release = None
+    except DatabaseError:
+        # Bought but not recorded: the order stays pending and reconciliation puts the number in place.
+        log.exception("Recording purchase %s failed; reconciliation will finish it", order.request_id)
+        return order
+    if release is not None:
+        _release_run(release, carrier=None, now=now)
+    return locked
+
+
+def _why_not_wanted(pool: RingPool, role: str) -> str:
+    if not pool.is_active:
+        return "the pool is inactive"
+    held = pool.numbers.filter(state=NumberState.ACTIVE, role=role)
+    if role == NumberRole.OVERFLOW:
+        return "the pool already has an overflow number" if held.exists() else ""
+    return "the pool is at its maximum size" if held.count() >= pool.max_size else ""
+
+
+# --- Releases --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One number to take out of a pool, with the reason and figures its audit event records."""
+
+    number_id: int
+    reason: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+Wanted = dict[int, tuple[int, Removal]]  # number id -> (its pool's id, the removal)
+
+
+def numbers_release_begin(
+    *,
+    pool: RingPool,
+    removals: Sequence[Removal],
+    trigger: str,
+    actor: User | None = None,
+    now: datetime | None = None,
+) -> list[CarrierOrder]:
+    """Take numbers of one pool out of rotation at once and queue their release to the carrier.
+
+    Atomic (joins the caller's transaction, so a prune can write its monthly record with it): the
+    numbers become `releasing` — no visitor can be handed them from this moment — each gets a pending
+    release order and a NUMBER_REMOVED event. Numbers no longer active are skipped. The carrier is
+    called afterwards by `carrier_orders_run` (or by reconciliation), outside any transaction.
+    """
+    return pools_numbers_release_begin(removals={pool: removals}, trigger=trigger, actor=actor, now=now)
+
+
+def pools_numbers_release_begin(
+    *,
+    removals: Mapping[RingPool, Sequence[Removal]],
+    trigger: str,
+    actor: User | None = None,
+    now: datetime | None = None,
+) -> list[CarrierOrder]:
+    """`numbers_release_begin` for several pools at once, in a constant number of statements (the
+    month-end prune removes numbers of thousands of pools)."""
+    now = now or timezone.now()
+    pools = {pool.pk: pool for pool in removals}
+    wanted: Wanted = {
+        removal.number_id: (pool.pk, removal) for pool, items in removals.items() for removal in items
+    }
+    if not wanted:
+        return []
+    begin = release_begin_sql if connection.vendor == "postgresql" else release_begin_orm
+    return begin(
+        wanted,
+        account_of={pk: pool.account_id for pk, pool in pools.items()},
+        trigger=trigger,
+        actor=actor,
+        now=now,
+    )
+
+
+# The twins: one for PostgreSQL, one for any database. They write the same rows (tests/scaling/supply
+# compares them over random stories on PostgreSQL, where both run).
+def release_begin_orm(
+    wanted: Wanted, *, account_of: dict[int, int], trigger: str, actor: User | None, now: datetime
+) -> list[CarrierOrder]:
+    """The release's first half through the ORM, a few statements per call."""
+    with transaction.atomic():
+        numbers = [
+            number
+            for number in PromoNumber.objects.filter(pk__in=wanted, state=NumberState.ACTIVE)
+            .select_for_update(of=("self",))
+            .only("pk", "pool_id", "role", "carrier_ref")  # no phone parsing: a prune removes thousands
+            .order_by("pk")
+            if number.pool_id == wanted[number.pk][0]
+        ]
+        PromoNumber.objects.filter(pk__in=[n.pk for n in numbers]).update(state=NumberState.RELEASING)
+        orders = CarrierOrder.objects.bulk_create(
+            [
+                _release_order(
+                    number=number,
+                    account_id=account_of[number.pool_id],
+                    trigger=trigger,
+                    reason=wanted[number.pk][1].reason,
+                    actor=actor,
+                    now=now,
+                )
+                for number in numbers
+            ]
+        )
+        scaling_events_record(
+            AuditEntry(
+                account_id=order.account_id,
+                pool_id=order.pool_id,
+                number_id=number.pk,
+                kind=EventKind.NUMBER_REMOVED,
+                trigger=trigger,
+                reason=order.reason,
+                figures={**wanted[number.pk][1].figures, "request_id": order.request_id},
+                actor=actor,
+                now=now,
+            )
+            for number, order in zip(numbers, orders, strict=True)
+        )
+    return orders
+
+
+_N = PromoNumber._meta.db_table
+_O = CarrierOrder._meta.db_table
+
+# Each number's NUMBER_REMOVED event, written beside its release order (rows of `gone` and `orders`).
+_RELEASE_EVENTS = scaling_events_insert_sql(
+    "SELECT g.account_id, g.pool_id, g.id, %(removed)s::text, %(trigger)s::text, g.reason, "
+    "g.figures || jsonb_build_object('request_id', o.request_id), %(actor)s::bigint, "
+    "%(now)s::timestamptz FROM gone g JOIN orders o ON o.number_id = g.id"
+)
+
+# `pools_numbers_release_begin` on PostgreSQL: the same rows as the ORM steps below it (numbers still
+# active become releasing; one pending release order and one NUMBER_REMOVED event each), written by
+# the server in one statement instead of one Python object per row.
+_RELEASE_BEGIN_SQL = f"""
+WITH wanted AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(pools)s::bigint[], %(reasons)s::text[], %(figures)s::jsonb[])
+        AS w(id, pool_id, reason, figures)
+), gone AS (
+    UPDATE {_N} n SET state = %(releasing)s
+    FROM wanted w
+    WHERE n.id = w.id AND n.pool_id = w.pool_id AND n.state = %(active)s
+    RETURNING n.id, n.pool_id, n.account_id, n.role, n.carrier_ref, w.reason, w.figures
+), orders AS (
+    INSERT INTO {_O} (kind, state, account_id, pool_id, number_id, role, request_id, offer, carrier_ref,
+                      trigger, reason, figures, actor_id, attempts, last_error, created_at)
+    SELECT %(release)s, %(pending)s, g.account_id, g.pool_id, g.id, g.role,
+           'ringpool-' || g.pool_id || '-' || left(replace(gen_random_uuid()::text, '-', ''), 20),
+           '{{}}'::jsonb, g.carrier_ref, %(trigger)s, g.reason, '{{}}'::jsonb, %(actor)s::bigint, 0, '',
+           %(now)s
+    FROM gone g
+    RETURNING id, number_id, pool_id, account_id, role, request_id, carrier_ref, reason
+), events AS (
+    {_RELEASE_EVENTS}
+    RETURNING 1
+)
+SELECT o.id, o.number_id, o.pool_id, o.account_id, o.role, o.request_id, o.carrier_ref, o.reason
+FROM orders o ORDER BY o.number_id
+"""
+
+
+def release_begin_sql(
+    wanted: Wanted, *, account_of: dict[int, int], trigger: str, actor: User | None, now: datetime
+) -> list[CarrierOrder]:
+    """The release's first half on PostgreSQL: one statement however many numbers."""
+    ids = sorted(wanted)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            _RELEASE_BEGIN_SQL,
+            {
+                "ids": ids,
+                "pools": [wanted[pk][0] for pk in ids],
+                "reasons": [reason_cut(wanted[pk][1].reason) for pk in ids],
+                "figures": [json.dumps(wanted[pk][1].figures) for pk in ids],
+                "releasing": NumberState.RELEASING,
+                "active": NumberState.ACTIVE,
+                "release": OrderKind.RELEASE,
+                "pending": OrderState.PENDING,
+                "removed": EventKind.NUMBER_REMOVED,
+                "trigger": trigger,
+                "actor": actor.pk if actor else None,
+                "now": now,
+            },
+        )
+        rows = cursor.fetchall()
+    # The orders as written, without reading them back (thousands per batch in a month-end prune).
+    return [
+        CarrierOrder(
+            id=pk,
+            kind=OrderKind.RELEASE,
+            state=OrderState.PENDING,
+            number_id=number_id,
+            pool_id=pool_id,
+            account_id=account_id,
+            role=role,
+            request_id=request_id,
+            carrier_ref=carrier_ref,
+            trigger=trigger,
+            reason=reason,
+            actor=actor,
+            created_at=now,
+        )
+        for pk, number_id, pool_id, account_id, role, request_id, carrier_ref, reason in rows
+    ]
+
+
+def _release_order(
+    *,
+    number: PromoNumber,
+    account_id: int,
+    trigger: str,
+    reason: str,
+    now: datetime,
+    actor: Any = None,
+) -> CarrierOrder:
+    """A release order of `number`, not saved yet (the ORM paths; the PostgreSQL batch writes the same
+    columns in one statement, release_begin_sql)."""
+    return CarrierOrder(
+        kind=OrderKind.RELEASE,
+        account_id=account_id,
+        pool_id=number.pool_id,
+        number=number,
+        role=number.role,
+        request_id=new_request_id(number.pool_id),
+        carrier_ref=number.carrier_ref,
+        trigger=trigger,
+        reason=reason_cut(reason),
+        actor=actor,
+        created_at=now,
+    )
+
+
+def _release_order_create(*, number: PromoNumber, trigger: str, reason: str, now: datetime) -> CarrierOrder:
+    order = _release_order(
+        number=number, account_id=number.account_id, trigger=trigger, reason=reason, now=now
+    )
+    order.save(force_insert=True)
+    return order
+
+
+def _release_run(order: CarrierOrder, *, carrier: Carrier | None, now: datetime) -> CarrierOrder:
+    if not _claim(order, now):
+        return order
+    return _release_send(order, carrier=carrier, now=now)
+
+
+def _release_send(order: CarrierOrder, *, carrier: Carrier | None, now: datetime) -> CarrierOrder:
+    try:
+        (carrier or get_carrier()).release(order.carrier_ref)
+    except CarrierError as error:
+        # Retried until it succeeds; meanwhile the number stays out of rotation (state `releasing`).
+        if not isinstance(error, TransientCarrierError):
+            _event(order, EventKind.FAILED, f"carrier refused the release: {error}", {}, order.number_id, now)
+        return _postpone(order, error, now)
+    with transaction.atomic():
+        locked = CarrierOrder.objects.select_for_update().get(pk=order.pk)
+        if locked.state != OrderState.PENDING:
+            return locked
+        PromoNumber.objects.filter(pk=locked.number_id, state=NumberState.RELEASING).update(
+            state=NumberState.RELEASED, released_at=now
+        )
+        _finish(locked, OrderState.DONE, now)
+        _event(locked, EventKind.NUMBER_RELEASED, "released to the carrier", {}, locked.number_id, now)
+    return locked
+
+
+# --- Running and reconciling -----------------------------------------------------------------------
+
+
+def carrier_orders_run(
+    *, orders: Sequence[CarrierOrder], carrier: Carrier | None = None, now: datetime | None = None
+) -> list[CarrierOrder]:
+    """Send freshly queued release orders to the carrier now (outside any transaction)."""
+    now = now or timezone.now()
+    releases = [order for order in orders if order.kind == OrderKind.RELEASE]
+    return [_release_run(order, carrier=carrier, now=now) for order in releases]
+
+
+def carrier_orders_due(*, now: datetime) -> Any:
+    """Pending orders nobody is working on whose back-off is over, oldest first."""
+    return (
+        CarrierOrder.objects.filter(state=OrderState.PENDING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .order_by("next_attempt_at", "id")
+    )
+
+
+def carrier_orders_reconcile(
+    *, carrier: Carrier | None = None, now: datetime | None = None, limit: int = 200
+) -> list[CarrierOrder]:
+    """Finish what earlier passes left pending. Returns the orders it took up, as they ended."""
+    now = now or timezone.now()
+    carrier = carrier or get_carrier()
+    finished = []
+    for order in carrier_orders_due(now=now).select_related("number")[:limit]:
+        if not _claim(order, now):
+            continue  # another pass took it
+        if order.kind == OrderKind.RELEASE:
+            finished.append(_release_send(order, carrier=carrier, now=now))
+        else:
+            finished.append(_purchase_reconcile(order, carrier=carrier, now=now))
+    return finished
+
+
+def _purchase_reconcile(order: CarrierOrder, *, carrier: Carrier, now: datetime) -> CarrierOrder:
+    try:
+        found = carrier.find_purchased(friendly_name=order.request_id)
+    except CarrierError as error:
+        return _postpone(order, error, now)
+    if found is None:
+        not_bought = "the carrier holds no number bought under this order: it was not bought"
+        return _fail(order, EventKind.RECONCILED, not_bought, now)
+    return _purchase_complete(order, found, now=now, reconciled=True)
+
+
+def _claim(order: CarrierOrder, now: datetime) -> bool:
+    taken = (
+        CarrierOrder.objects.filter(pk=order.pk, state=OrderState.PENDING)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claimed_until=now + CLAIM_FOR, attempts=F("attempts") + 1)
+    )
+    if taken:
+        order.attempts += 1
+        order.claimed_until = now + CLAIM_FOR
+    return taken == 1
+
+
+def _postpone(order: CarrierOrder, error: Exception, now: datetime) -> CarrierOrder:
+    order.last_error = reason_cut(str(error))
+    order.next_attempt_at = now + retry_delay(order.attempts)
+    order.claimed_until = None
+    CarrierOrder.objects.filter(pk=order.pk, state=OrderState.PENDING).update(
+        last_error=order.last_error, next_attempt_at=order.next_attempt_at, claimed_until=None
+    )
+    return order
+
+
+def _fail(order: CarrierOrder, kind: str, reason: str, now: datetime) -> CarrierOrder:
+    with transaction.atomic():
+        locked = CarrierOrder.objects.select_for_update().get(pk=order.pk)
+        if locked.state != OrderState.PENDING:
+            return locked
+        locked.last_error = reason_cut(reason)
+        _finish(locked, OrderState.FAILED, now)
+        _event(locked, kind, reason, {**locked.figures, "request_id": locked.request_id}, None, now)
+    return locked
+
+
+def _finish(order: CarrierOrder, state: str, now: datetime) -> None:
+    order.state = state
+    order.finished_at = now
+    order.claimed_until = None
+    order.save(update_fields=["state", "finished_at", "claimed_until", "number", "carrier_ref", "last_error"])
+
+
+def _event(
+    order: CarrierOrder, kind: str, reason: str, figures: dict[str, Any], number_id: int | None, now: datetime
+) -> None:
+    scaling_event_record(
+        account_id=order.account_id,
+        pool_id=order.pool_id,
+        number_id=number_id,
+        kind=kind,
+        trigger=order.trigger,
+        reason=reason,
+        figures=figures,
+        actor=order.actor,
+        now=now,
+    )
