@@ -94,6 +94,7 @@ def seed_pool(name: str, now: datetime, days: int, leases_per_hour: int) -> int:
 
     from accounts.models import Account
     from ringpools.models import Campaign, DestinationNumber, RingPool
+    from scaling.audit import scaling_events_insert_sql
 
     account, _ = Account.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
     campaign = Campaign.objects.create(account=account, name=name)
@@ -144,13 +145,13 @@ def seed_pool(name: str, now: datetime, days: int, leases_per_hour: int) -> int:
             """,
             {"pool": pool.pk, "start": start, "hours": hours, "per_hour": leases_per_hour},
         )
+        # A growth event a day, through the audit trail's own INSERT.
         cursor.execute(
-            """
-            INSERT INTO scaling_scalingevent (account_id, pool_id, kind, trigger, reason, figures, created_at)
-            SELECT %(account)s, %(pool)s, 'number_added', 'growth', 'bench', '{}',
-                %(start)s + d * interval '1 day'
-            FROM generate_series(0, %(days)s - 1) d
-            """,
+            scaling_events_insert_sql(
+                "SELECT %(account)s::bigint, %(pool)s::bigint, NULL::bigint, 'number_added', 'growth', "
+                "'bench', '{}'::jsonb, NULL::bigint, %(start)s::timestamptz + d * interval '1 day' "
+                "FROM generate_series(0, %(days)s - 1) d"
+            ),
             {"account": account.pk, "pool": pool.pk, "start": start, "days": days},
         )
     return pool.pk
