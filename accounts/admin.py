@@ -10,6 +10,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
+from accounts.access import signed_in_user
 from accounts.display import local_time
 from accounts.models import Account, Membership, User
 from accounts.services import account_carrier_token_discard_pending, account_carrier_token_replace
@@ -100,11 +101,11 @@ class AccountAdmin(admin.ModelAdmin):
             account_carrier_token_replace(
                 account=obj,
                 token=data["new_carrier_auth_token"],
-                actor=request.user,
+                actor=signed_in_user(request),
                 immediately=bool(data.get("token_in_force_at_once")),
             )
         elif data.get("discard_pending_token"):
-            account_carrier_token_discard_pending(account=obj, actor=request.user)
+            account_carrier_token_discard_pending(account=obj, actor=signed_in_user(request))
 
     @staticmethod
     def _may_replace_credentials(request: HttpRequest) -> bool:

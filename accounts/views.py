@@ -11,7 +11,7 @@ from django.urls import reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from accounts.access import SESSION_KEY
+from accounts.access import SESSION_KEY, signed_in_user
 from accounts.forms import AccountSwitchForm, SignInForm
 
 
@@ -35,8 +35,9 @@ class PasswordResetView(auth_views.PasswordResetView):
 @require_POST
 @login_required
 def account_switch(request: HttpRequest) -> HttpResponse:
-    form = AccountSwitchForm(request.POST, user=request.user)
-    if not form.is_valid():
+    user = signed_in_user(request)
+    form = AccountSwitchForm(request.POST, user=user) if user is not None else None
+    if form is None or not form.is_valid():
         # Someone else's account (or none at all): as if it did not exist.
         raise Http404("No such account.")
     account = form.cleaned_data["account"]
@@ -44,5 +45,5 @@ def account_switch(request: HttpRequest) -> HttpResponse:
     messages.info(request, f"You are now looking at {account.name}.")
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        target = reverse_lazy("settings-index")
+        target = str(reverse_lazy("settings-index"))
     return redirect(target)

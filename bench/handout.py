@@ -220,7 +220,7 @@ class Server:
             row = conn.execute(
                 "SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_user_tables"
             ).fetchone()
-        return int(row[0])
+        return int(row[0]) if row else 0
 
     def measure(self, name: str, script: str, path: str, seconds: int, env: dict) -> Phase:
         gunicorn, postgres = self._cpu_ticks()

@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,13 +51,13 @@ def main() -> int:
     from ringpools import handout
     from ringpools.handout_steps import _OrmSteps, _PostgresSteps
     from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
-    from ringpools.selectors import handout_pool
+    from ringpools.selectors import HandoutPool, handout_pool
 
     account = Account.objects.create(name="Bench", slug="bench")
     campaign = Campaign.objects.create(account=account, name="Bench")
     destination = DestinationNumber.objects.create(account=account, number="+18055550100")
     now = timezone.now()
-    pools = {}
+    pools: dict[str, HandoutPool] = {}
     for name in ("statement", "orm", "full"):
         pool = RingPool.objects.create(
             account=account, campaign=campaign, destination_number=destination, name=name, key=f"rp_{name}"
@@ -78,7 +78,9 @@ def main() -> int:
             ),
             batch_size=5000,
         )
-        pools[name] = handout_pool(pool.key)
+        loaded = handout_pool(pool.key)
+        assert loaded is not None
+        pools[name] = loaded
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
     print(f"seeded two pools of {args.numbers:,} numbers and one of 500 held numbers")
@@ -86,20 +88,26 @@ def main() -> int:
     orders = {}
     print(f"\n{'implementation':<16}{'step':<28}{'ms wall':>9}{'ms cpu':>8}{'queries':>9}")
     for name, steps in (("statement", _PostgresSteps), ("orm", _OrmSteps)):
-        handout.steps_for_database = lambda steps=steps: steps
-        pool = pools[name]
+
+        def chosen(
+            steps: type[_PostgresSteps] | type[_OrmSteps] = steps,
+        ) -> type[_PostgresSteps] | type[_OrmSteps]:
+            return steps
+
+        handout.steps_for_database = chosen
+        asked = pools[name]
         start = timezone.now()
         shown: list[str] = []
 
-        def claims(pool=pool, shown=shown, start=start) -> None:
+        def claims(pool: HandoutPool = asked, shown: list[str] = shown, start: datetime = start) -> None:
             for i in range(args.claims):
                 shown.append(present_at(pool, f"visitor-{i:06d}", start).number)
 
-        def kept(pool=pool, start=start) -> None:
+        def kept(pool: HandoutPool = asked, start: datetime = start) -> None:
             for i in range(args.claims):
                 present_at(pool, f"visitor-{i:06d}", start + timedelta(seconds=10), keepalive=True)
 
-        def renewed(pool=pool, start=start) -> None:
+        def renewed(pool: HandoutPool = asked, start: datetime = start) -> None:
             for i in range(args.claims):
                 present_at(pool, f"visitor-{i:06d}", start + timedelta(minutes=2), keepalive=True)
 
@@ -113,7 +121,7 @@ def main() -> int:
             ("renewal two minutes later", renewed),
             ("overflow (all held)", overflows),
         ):
-            executed = []
+            executed: list[str] = []
 
             def count(execute, sql, params, many, context, executed=executed):
                 executed.append(1)

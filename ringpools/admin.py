@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Protocol, cast
 
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
@@ -37,6 +38,15 @@ from ringpools.selectors import pools_with_figures
 from ringpools import admin_facts  # noqa: F401  isort: skip
 
 
+class PoolRow(Protocol):
+    """The annotations the pool list's queryset puts on each pool."""
+
+    size: int
+    overflow_e164: str | None
+    leased_now: int
+    overflows_24h: int
+
+
 @admin.register(Campaign)
 class CampaignAdmin(AccountTimesMixin, admin.ModelAdmin):
     list_display = ("name", "account", "is_active", "created")
@@ -67,7 +77,7 @@ class DestinationNumberAdmin(AccountTimesMixin, PhoneSearchMixin, admin.ModelAdm
 class RingPoolAdmin(AccountTimesMixin, CsvExportMixin, SimpleHistoryAdmin):
     """The pool list of the back office. scaling.admin extends it with auto-scaling and the audit page."""
 
-    list_display = ("pool_name", "account", "type", "numbers", "leased_now", "overflows_24h")
+    list_display: tuple[str, ...] = ("pool_name", "account", "type", "numbers", "leased_now", "overflows_24h")
     list_filter = ("number_type", "is_active", "overflow_mode", "auto_scaling_enabled")
     list_select_related = ("account", "campaign", "destination_number")
     search_fields = ("name", "key", "campaign__name", "account__name")
@@ -136,22 +146,23 @@ class RingPoolAdmin(AccountTimesMixin, CsvExportMixin, SimpleHistoryAdmin):
 
     @admin.display(ordering="size", description="numbers")
     def numbers(self, pool: RingPool) -> str:
-        if pool.overflow_e164:
+        row = cast(PoolRow, pool)
+        if row.overflow_e164:
             return format_html(
                 '{} <small title="overflow number {} ({})">+ overflow</small>',
-                pool.size,
-                national(pool.overflow_e164),
-                str(pool.overflow_e164),
+                row.size,
+                national(row.overflow_e164),
+                str(row.overflow_e164),
             )
-        return str(pool.size)
+        return str(row.size)
 
     @admin.display(ordering="leased_now", description="in use now")
     def leased_now(self, pool: RingPool) -> int:
-        return pool.leased_now
+        return cast(PoolRow, pool).leased_now
 
     @admin.display(ordering="overflows_24h", description="overflows 24 h")
     def overflows_24h(self, pool: RingPool) -> int:
-        return pool.overflows_24h
+        return cast(PoolRow, pool).overflows_24h
 
     @admin.display(description="overflow number")
     def overflow_number_display(self, pool: RingPool) -> str:

@@ -3,6 +3,8 @@ everyone; times in the account's zone; calls with their attribution."""
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 from django.contrib import admin
 from django.db.models import Exists, F, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -39,6 +41,14 @@ class LeaseStateFilter(admin.SimpleListFilter):
         if self.value() == "ended":
             return queryset.filter(expires_at__lte=now)
         return queryset
+
+
+class FiguresRow(Protocol):
+    """The sums the hourly figures' list puts on each row (its shards added up)."""
+
+    presentations_total: int
+    overflows_total: int
+    calls_total: int
 
 
 @admin.register(Lease)
@@ -217,12 +227,12 @@ class PoolHourlyFiguresAdmin(AccountTimesMixin, ReadOnlyFactsAdmin, LargeTableAd
 
     @admin.display(ordering="presentations_total", description="presentations")
     def presentations_sum(self, figures: PoolHourlyFigures) -> int:
-        return figures.presentations_total
+        return cast(FiguresRow, figures).presentations_total
 
     @admin.display(ordering="overflows_total", description="overflows")
     def overflows_sum(self, figures: PoolHourlyFigures) -> int:
-        return figures.overflows_total
+        return cast(FiguresRow, figures).overflows_total
 
     @admin.display(ordering="calls_total", description="calls")
     def calls_sum(self, figures: PoolHourlyFigures) -> int:
-        return figures.calls_total
+        return cast(FiguresRow, figures).calls_total

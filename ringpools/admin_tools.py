@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import phonenumbers
 from django.contrib import admin
@@ -26,6 +26,9 @@ from django.utils.safestring import SafeString
 
 from accounts.display import EMPTY, local_time, zone_name, zone_of
 from ringpools import phone
+
+if TYPE_CHECKING:
+    from django.template.response import _TemplateForResponseT
 
 
 class PhoneSearchMixin:
@@ -158,7 +161,7 @@ class AccountTimesMixin:
     """
 
     account_path: str = "account"
-    change_form_template = "admin/account_times_change_form.html"
+    change_form_template: ClassVar[_TemplateForResponseT | None] = "admin/account_times_change_form.html"
 
     def account_zone(self, obj: models.Model | None) -> tzinfo:
         target: object = obj

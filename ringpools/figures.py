@@ -17,6 +17,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -58,7 +59,7 @@ def shard() -> int:
     return threading.get_native_id() % PoolHourlyFigures.SHARDS
 
 
-def figures_key(moment: datetime) -> tuple[datetime, int]:
+def figures_key(moment: datetime) -> tuple[Any, int]:
     """The (hour, shard) row a count made now goes to, ready to pass to SQL."""
     return connection.ops.adapt_datetimefield_value(hour_of(moment)), shard()
 
@@ -84,8 +85,8 @@ class _Pending:
             (self.last_overflow, other.last_overflow),
             (self.last_presented, other.last_presented),
         ):
-            for key, moment in theirs.items():
-                mine[key] = max(moment, mine.get(key, moment))
+            for number_id, moment in theirs.items():
+                mine[number_id] = max(moment, mine.get(number_id, moment))
 
     def __bool__(self) -> bool:
         return bool(self.counts or self.last_overflow or self.last_presented)
@@ -203,7 +204,7 @@ def _write(pending: _Pending) -> None:
             if pool_ids
             else set()
         )
-        rows = [
+        rows: list[list[Any]] = [
             [pool_id, *figures_key(hour), presented, overflowed, 0]
             for (pool_id, hour), (presented, overflowed) in sorted(pending.counts.items())
             if pool_id in existing

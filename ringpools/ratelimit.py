@@ -227,7 +227,7 @@ class RedisLimiter:
             # rather than lose this request's count on it.
             # (Only an open one: can_read() would connect, and a Redis that is down would then be
             # tried twice per request. redis-py has no public "is connected".)
-            if connection._sock is not None and connection.can_read(timeout=0):
+            if getattr(connection, "_sock", None) is not None and connection.can_read(timeout=0):
                 connection.disconnect()
         except (OSError, ConnectionError, RedisConnectionError):
             connection.disconnect()

@@ -83,10 +83,10 @@ def calls(request: HttpRequest) -> HttpResponse:
     except UndecryptableSecret:
         log.error(
             "Cannot decrypt the carrier token of account %s: check RINGPOOL_ENCRYPTION_KEYS",
-            number.account_id,
+            number.account_id if number is not None else None,
         )
         return unavailable()
-    if not signed:
+    if number is None or not signed:
         # %r and a bound: no raw bytes and no megabyte of an unsigned caller's text in one log line.
         log.warning("Refused an unsigned or wrongly signed call webhook for To=%r", form.get("To", "")[:40])
         return error_response(403, "bad_signature", "The request is not signed by the number's account.")

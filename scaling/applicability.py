@@ -8,6 +8,7 @@ so a job can select the pools it acts on without a query per pool. Tests hold th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -72,13 +73,23 @@ def pools_with_applicability(queryset: QuerySet[RingPool]) -> QuerySet[RingPool]
     )
 
 
+class ApplicabilityFacts(Protocol):
+    """The annotations `pools_with_applicability` puts on a pool."""
+
+    scaling_feature: bool
+    scaling_scope: str
+    campaign_selected: bool
+    destination_selected: bool
+
+
 def pool_applicability(pool: RingPool) -> Applicability:
     """The verdict for a pool read through `pools_with_applicability`."""
+    facts = cast(ApplicabilityFacts, pool)
     return auto_scaling_applies(
-        feature_available=pool.scaling_feature,
-        scope=pool.scaling_scope,
-        campaign_selected=pool.campaign_selected,
-        destination_selected=pool.destination_selected,
+        feature_available=facts.scaling_feature,
+        scope=facts.scaling_scope,
+        campaign_selected=facts.campaign_selected,
+        destination_selected=facts.destination_selected,
         pool_enabled=pool.auto_scaling_enabled,
         pool_active=pool.is_active,
     )
@@ -91,7 +102,7 @@ def applicable_pools(queryset: QuerySet[RingPool] | None = None) -> QuerySet[Rin
         Q(scaling_scope=Scope.ALL_CAMPAIGNS)
         | Q(scaling_scope=Scope.SELECTED_CAMPAIGNS, campaign_selected=True)
         | Q(scaling_scope=Scope.SELECTED_DESTINATIONS, destination_selected=True),
-        scaling_feature=True,
+        account__auto_scaling_available=True,  # scaling_feature, named by its field for the type checker
         auto_scaling_enabled=True,
         is_active=True,
     )

@@ -89,7 +89,8 @@ def scaling_events_record(entries: Iterable[AuditEntry]) -> list[ScalingEvent]:
 
 
 _FIELDS = ("account", "pool", "number", "kind", "trigger", "reason", "figures", "actor", "created_at")
-_COLUMNS = tuple(ScalingEvent._meta.get_field(name).column for name in _FIELDS)
+_COLUMN_OF = {field.name: field.column for field in ScalingEvent._meta.concrete_fields}
+_COLUMNS = tuple(str(_COLUMN_OF[name]) for name in _FIELDS)
 
 
 def scaling_events_insert_sql(select: str) -> str:

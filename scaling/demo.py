@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,7 @@ from ringpools.choices import NumberRole, NumberState
 from ringpools.figures import hour_of
 from ringpools.models import Lease, PoolHourlyFigures, PromoNumber, RingPool
 from scaling.choices import Trigger
-from scaling.services import pool_number_add, pool_number_remove
+from scaling.services import NumberPurchase, pool_number_add, pool_number_remove
 
 HOUR = timedelta(hours=1)
 HISTORY_DAYS = 35
@@ -105,7 +106,7 @@ def demo_history_write(*, pool: RingPool, story: Story, now: datetime) -> None:
 def _usable_numbers(pool: RingPool, idle: PromoNumber | None) -> list[PromoNumber]:
     return list(
         PromoNumber.objects.filter(pool=pool, role=NumberRole.ROTATING, state=NumberState.ACTIVE).exclude(
-            pk=getattr(idle, "pk", None)
+            pk__in=[idle.pk] if idle is not None else []
         )
     )
 
@@ -134,13 +135,7 @@ def _actions(
             actions.append(
                 (
                     rush + timedelta(minutes=6 + 5 * step),
-                    lambda moment, step=step: pool_number_add(
-                        pool=pool,
-                        trigger=Trigger.GROWTH,
-                        reason="overflow presented since the last growth",
-                        figures={"overflows_since_last_growth": 3 + step},
-                        now=moment,
-                    ),
+                    partial(_grow, pool, overflows=3 + step),
                 )
             )
     if idle is not None:
@@ -159,6 +154,16 @@ def _actions(
             )
         )
     return sorted(actions, key=lambda item: item[0])
+
+
+def _grow(pool: RingPool, moment: datetime, *, overflows: int) -> NumberPurchase:
+    return pool_number_add(
+        pool=pool,
+        trigger=Trigger.GROWTH,
+        reason="overflow presented since the last growth",
+        figures={"overflows_since_last_growth": overflows},
+        now=moment,
+    )
 
 
 def _facts_from_history(pool: RingPool) -> None:

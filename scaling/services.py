@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account, User
+from config.history import history_by, history_skipped
 from ringpools.choices import NumberRole, NumberState, NumberType, OverflowMode
 from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
 from scaling.audit import scaling_event_record
@@ -101,7 +102,7 @@ def ringpool_create(
         **options,
     )
     pool.full_clean()
-    pool._history_user = actor
+    history_by(pool, actor)
     with transaction.atomic():
         pool.save()
         scaling_event_record(
@@ -178,7 +179,7 @@ def ringpool_update(*, pool: RingPool, actor: User | None, **changes: Unpack[Poo
     }
     if not diff:
         return pool
-    pool._history_user = actor
+    history_by(pool, actor)
     pool.save(update_fields=[f.removesuffix("_id") for f in diff])
     scaling_event_record(
         account_id=pool.account_id,
@@ -310,7 +311,7 @@ def promo_number_pin(*, number: PromoNumber, actor: User, reason: str) -> PromoN
     before = {"pin_reason": locked.pin_reason, "pinned_by": locked.pinned_by_id}
     now = timezone.now()
     locked.pinned_at, locked.pinned_by, locked.pin_reason = now, actor, reason[:200]
-    locked._history_user = actor
+    history_by(locked, actor)
     locked.save(update_fields=["pinned_at", "pinned_by", "pin_reason"])
     scaling_event_record(
         account_id=locked.account_id,
@@ -341,7 +342,7 @@ def promo_number_unpin(*, number: PromoNumber, actor: User, reason: str) -> Prom
         "pin_reason": locked.pin_reason,
     }
     locked.pinned_at, locked.pinned_by, locked.pin_reason = None, None, ""
-    locked._history_user = actor
+    history_by(locked, actor)
     locked.save(update_fields=["pinned_at", "pinned_by", "pin_reason"])
     if locked.pool_id is None:
         return locked  # it left its pool: the number's own history keeps the change
@@ -414,7 +415,7 @@ def auto_scaling_settings_update(
     current.enable_for_new_pools = enable_for_new_pools
     current.include_overflow_number = include_overflow_number
     current.scope = scope
-    selected = {"campaigns": campaigns, "destination_numbers": destination_numbers}
+    selected: dict[str, list[Any]] = {"campaigns": campaigns, "destination_numbers": destination_numbers}
     after = {
         **{name: getattr(current, name) for name in ("enable_for_new_pools", "include_overflow_number")},
         "scope": scope,
@@ -427,13 +428,10 @@ def auto_scaling_settings_update(
         return SettingsChange(settings=current)
     # The selections are written without history of their own, so that the save below records the
     # whole change (fields and selections) as one history entry instead of three.
-    current.skip_history_when_saving = True
-    try:
+    with history_skipped(current):
         current.campaigns.set(campaigns)
         current.destination_numbers.set(destination_numbers)
-    finally:
-        del current.skip_history_when_saving
-    current._history_user = actor
+    history_by(current, actor)
     current.save()
     return SettingsChange(settings=current, changes=changes)
 

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol, cast
 
 from django.contrib import admin
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Model, OuterRef, QuerySet, Subquery
 from django.forms import ModelForm
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -13,6 +14,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
+from accounts.access import signed_in_user
 from ringpools.admin import RingPoolAdmin
 from ringpools.admin_tools import (
     COST_CURRENCY,
@@ -36,11 +38,18 @@ from scaling.models import AutoScalingSettings, CarrierOrder, InventoryNumber, M
 from scaling.services import POOL_SETTINGS, ringpool_create, ringpool_update
 
 
+class LatestEvent(Protocol):
+    """The pool list's annotations of each pool's latest scaling event."""
+
+    last_event_kind: str | None
+    last_event_at: datetime | None
+
+
 @admin.register(RingPool)
 class ScalingRingPoolAdmin(PrunePreviewAdminMixin, RingPoolAdmin):
     """The pool list, and each pool's page as an audit dashboard above its settings."""
 
-    list_display = (*RingPoolAdmin.list_display, "auto_scaling", "last_scaling_event")
+    list_display: tuple[str, ...] = (*RingPoolAdmin.list_display, "auto_scaling", "last_scaling_event")
     change_form_template = "admin/scaling/pool_audit_change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RingPool]:
@@ -61,9 +70,9 @@ class ScalingRingPoolAdmin(PrunePreviewAdminMixin, RingPoolAdmin):
         add: bool = False,
         change: bool = False,
         form_url: str = "",
-        obj: RingPool | None = None,
+        obj: Model | None = None,
     ) -> TemplateResponse:
-        if obj is not None and obj.pk:
+        if isinstance(obj, RingPool) and obj.pk:
             now = timezone.now()
             context["dashboard"] = pool_dashboard(pool=obj, now=now)
             # The growth job's own outlook (the same rule and facts the grow pass uses); the page lists
@@ -93,12 +102,13 @@ class ScalingRingPoolAdmin(PrunePreviewAdminMixin, RingPoolAdmin):
 
     @admin.display(ordering="last_event_at", description="last scaling event")
     def last_scaling_event(self, pool: RingPool) -> str:
-        if not getattr(pool, "last_event_kind", None):
+        latest = cast(LatestEvent, pool)
+        if not latest.last_event_kind:
             return "—"
         return format_html(
             "{} <small>{}</small>",
-            short_label(EventKind, pool.last_event_kind),
-            self.time_cell(pool, pool.last_event_at),
+            short_label(EventKind, latest.last_event_kind),
+            self.time_cell(pool, latest.last_event_at),
         )
 
     def save_model(self, request: HttpRequest, obj: RingPool, form: ModelForm, change: bool) -> None:
@@ -106,7 +116,7 @@ class ScalingRingPoolAdmin(PrunePreviewAdminMixin, RingPoolAdmin):
         # the form has validated the fields already (RingPool.clean included).
         if change:
             changes = {f: form.cleaned_data[f] for f in form.changed_data if f in _pool_fields()}
-            ringpool_update(pool=RingPool.objects.get(pk=obj.pk), actor=request.user, **changes)
+            ringpool_update(pool=RingPool.objects.get(pk=obj.pk), actor=signed_in_user(request), **changes)
             return
         options = {f: form.cleaned_data[f] for f in _CREATE_OPTIONS if f in form.cleaned_data}
         created = ringpool_create(
@@ -117,7 +127,7 @@ class ScalingRingPoolAdmin(PrunePreviewAdminMixin, RingPoolAdmin):
             number_type=obj.number_type,
             area_code=obj.area_code,
             region=obj.region,
-            actor=request.user,
+            actor=signed_in_user(request),
             **options,
         )
         obj.pk, obj.key = created.pk, created.key

@@ -13,7 +13,7 @@ from ringpools.choices import NumberRole, NumberState
 from ringpools.models import RingPool
 from scaling.applicability import pool_applicability, pools_with_applicability
 from scaling.growth.rule import GrowthDecision, GrowthPace, GrowthVerdict
-from scaling.growth.run import pace_of, plan_for, settings_of, with_growth_facts
+from scaling.growth.run import pace_of, plan_for, pool_size, settings_of, with_growth_facts
 from scaling.models import PoolGrowth, ScalingEvent
 from scaling.pruning.rule import PRUNE_PRESENTED_WINDOW, PRUNE_SHARE_PERCENT
 
@@ -62,7 +62,7 @@ def growth_outlook(*, pool: RingPool, now: datetime, events: int = 10) -> Growth
         applies=verdict.applies,
         next_growth=next_growth,
         decision=decision,
-        size=pool.size,
+        size=pool_size(pool),
         max_size=pool.max_size,
         pace=pace.describe(),
         in_use=usage["in_use"],
@@ -86,11 +86,12 @@ def _next_growth_words(decision: GrowthDecision, state: PoolGrowth, pace: Growth
 
 
 def _outgrown_words(pool: RingPool, *, now: datetime, in_use: int, unpresented: int) -> str:
-    if pool.size <= pool.min_size:
+    size = pool_size(pool)
+    if size <= pool.min_size:
         return ""
     if pool.last_overflow_at is not None and pool.last_overflow_at > now - OUTGROWN_AFTER:
         return ""
-    if in_use > pool.size * OUTGROWN_IN_USE_SHARE:
+    if in_use > size * OUTGROWN_IN_USE_SHARE:
         return ""
     quiet = (
         f"no overflow since {timezone.localtime(pool.last_overflow_at):%Y-%m-%d %H:%M}"
@@ -98,7 +99,7 @@ def _outgrown_words(pool: RingPool, *, now: datetime, in_use: int, unpresented: 
         else "it never overflowed"
     )
     return (
-        f"The pool has outgrown its recent needs: {quiet}, {in_use} of {pool.size} numbers in use now, "
+        f"The pool has outgrown its recent needs: {quiet}, {in_use} of {size} numbers in use now, "
         f"{unpresented} not shown to anyone in {PRUNE_PRESENTED_WINDOW.days} days. The month-end prune "
         f"removes unused numbers (at most {PRUNE_SHARE_PERCENT}% a month, never below the minimum size)."
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
 from django.db import transaction
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
@@ -212,9 +212,22 @@ def settings_of(pool: RingPool) -> AutoScalingSettings | None:
         return None
 
 
+class GrowthCounts(Protocol):
+    """The annotations `with_growth_facts` puts on a pool."""
+
+    size: int  # active rotating numbers
+    buying: int  # rotating purchases in flight
+
+
+def pool_size(pool: RingPool) -> int:
+    """The active rotating numbers of a pool read through `with_growth_facts`."""
+    return cast(GrowthCounts, pool).size
+
+
 def plan_for(pool: RingPool, *, now: datetime, overflows: int) -> PoolGrowthPlan:
     state = pool.growth
-    size = pool.size + pool.buying
+    counts = cast(GrowthCounts, pool)
+    size = counts.size + counts.buying
     decision = growth_decide(
         last_overflow_at=pool.last_overflow_at,
         last_grown_at=state.last_grown_at,

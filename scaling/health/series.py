@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
@@ -146,7 +147,7 @@ def numbers_in_use_portable(*, pool: RingPool, hours: list[datetime]) -> list[in
         f"WHERE held.{column['pool']} = %s AND held.{expires} > %s AND held.{started} < %s "
         "GROUP BY hours.position"
     )
-    params = []
+    params: list[Any] = []
     for position, hour in enumerate(hours):
         params += [position, adapt(hour), adapt(hour + HOUR)]
     params += window_params

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -54,10 +54,10 @@ class AutoScalingSettingsForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.current = current
         self.scope_narrowed = False
-        self.fields["campaigns"].queryset = campaigns
-        self.fields["destination_numbers"].queryset = DestinationNumber.objects.filter(
-            account=account
-        ).order_by("label", "number")
+        cast(forms.ModelMultipleChoiceField, self.fields["campaigns"]).queryset = campaigns
+        cast(
+            forms.ModelMultipleChoiceField, self.fields["destination_numbers"]
+        ).queryset = DestinationNumber.objects.filter(account=account).order_by("label", "number")
         self.fields["campaigns"].error_messages["invalid_choice"] = (
             "%(value)s is not one of this account's campaigns. Nothing was changed."
         )
@@ -79,10 +79,14 @@ class AutoScalingSettingsForm(forms.Form):
             raise forms.ValidationError("This form is damaged; reload the page.") from None
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if "campaigns" not in cleaned:
             return cleaned
-        every = set(self.fields["campaigns"].queryset.values_list("pk", flat=True))
+        campaigns = cast(forms.ModelMultipleChoiceField, self.fields["campaigns"])
+        every = (
+            set(campaigns.queryset.values_list("pk", flat=True)) if campaigns.queryset is not None else set()
+        )
         all_on = {c.pk for c in cleaned["campaigns"]} == every
         if cleaned.get("scope") == Scope.ALL_CAMPAIGNS and not all_on:
             # A campaign switch turned off while every campaign was in scope: the switches edit

@@ -7,11 +7,11 @@ from collections import defaultdict
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
-from accounts.access import AccountAccess, account_view
+from accounts.access import AccountAccess, AccountRequest, account_view
 from ringpools.choices import NumberRole, NumberState
 from ringpools.models import RingPool
 from scaling.applicability import pool_applicability, pools_with_applicability
@@ -29,12 +29,12 @@ HEALTH_DAYS = (1, 7, 30)
 
 
 @account_view
-def settings_index(request: HttpRequest) -> HttpResponse:
+def settings_index(request: AccountRequest) -> HttpResponse:
     return render(request, "scaling/settings_index.html", {"access": request.access, "nav": "settings"})
 
 
 @account_view
-def auto_scaling_settings(request: HttpRequest) -> HttpResponse:
+def auto_scaling_settings(request: AccountRequest) -> HttpResponse:
     access: AccountAccess = request.access
     if not access.account.auto_scaling_available:
         return render(request, "scaling/feature_unavailable.html", {"nav": "settings"}, status=404)
@@ -125,7 +125,7 @@ def _campaign_rows(form: AutoScalingSettingsForm, access: AccountAccess) -> list
 
 
 @account_view
-def pool_list(request: HttpRequest) -> HttpResponse:
+def pool_list(request: AccountRequest) -> HttpResponse:
     access: AccountAccess = request.access
     pools = (
         pools_with_applicability(RingPool.objects.filter(account=access.account))
@@ -143,7 +143,7 @@ def pool_list(request: HttpRequest) -> HttpResponse:
 
 
 @account_view
-def pool_health(request: HttpRequest, pool_id: int) -> HttpResponse:
+def pool_health(request: AccountRequest, pool_id: int) -> HttpResponse:
     access: AccountAccess = request.access
     # Another account's pool is as unknown as a pool that does not exist.
     pool = get_object_or_404(

@@ -30,6 +30,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import User
+from config.history import history_by
 from ringpools.choices import NumberRole, NumberState
 from ringpools.models import PromoNumber, RingPool
 from scaling.audit import (
@@ -144,7 +145,7 @@ def _purchase_complete(
                 carrier_ref=bought.carrier_ref,
                 monthly_cost=bought.monthly_cost,
             )
-            number._history_user = locked.actor
+            history_by(number, locked.actor)
             number.save()
             locked.number = number
             locked.carrier_ref = bought.carrier_ref
@@ -158,7 +159,11 @@ def _purchase_complete(
             }
             if unwanted:
                 release = _release_order_create(
-                    number=number, trigger=locked.trigger, reason=f"bought but {unwanted}", now=now
+                    number=number,
+                    pool_id=pool.pk,
+                    trigger=locked.trigger,
+                    reason=f"bought but {unwanted}",
+                    now=now,
                 )
                 _event(
                     locked,
@@ -270,7 +275,8 @@ def release_begin_orm(
             [
                 _release_order(
                     number=number,
-                    account_id=account_of[number.pool_id],
+                    pool_id=wanted[number.pk][0],
+                    account_id=account_of[wanted[number.pk][0]],
                     trigger=trigger,
                     reason=wanted[number.pk][1].reason,
                     actor=actor,
@@ -384,6 +390,7 @@ def release_begin_sql(
 def _release_order(
     *,
     number: PromoNumber,
+    pool_id: int,
     account_id: int,
     trigger: str,
     reason: str,
@@ -395,10 +402,10 @@ def _release_order(
     return CarrierOrder(
         kind=OrderKind.RELEASE,
         account_id=account_id,
-        pool_id=number.pool_id,
+        pool_id=pool_id,
         number=number,
         role=number.role,
-        request_id=new_request_id(number.pool_id),
+        request_id=new_request_id(pool_id),
         carrier_ref=number.carrier_ref,
         trigger=trigger,
         reason=reason_cut(reason),
@@ -407,9 +414,11 @@ def _release_order(
     )
 
 
-def _release_order_create(*, number: PromoNumber, trigger: str, reason: str, now: datetime) -> CarrierOrder:
+def _release_order_create(
+    *, number: PromoNumber, pool_id: int, trigger: str, reason: str, now: datetime
+) -> CarrierOrder:
     order = _release_order(
-        number=number, account_id=number.account_id, trigger=trigger, reason=reason, now=now
+        number=number, pool_id=pool_id, account_id=number.account_id, trigger=trigger, reason=reason, now=now
     )
     order.save(force_insert=True)
     return order
@@ -433,9 +442,10 @@ def _release_send(order: CarrierOrder, *, carrier: Carrier | None, now: datetime
         locked = CarrierOrder.objects.select_for_update().get(pk=order.pk)
         if locked.state != OrderState.PENDING:
             return locked
-        PromoNumber.objects.filter(pk=locked.number_id, state=NumberState.RELEASING).update(
-            state=NumberState.RELEASED, released_at=now
-        )
+        if locked.number_id is not None:
+            PromoNumber.objects.filter(pk=locked.number_id, state=NumberState.RELEASING).update(
+                state=NumberState.RELEASED, released_at=now
+            )
         _finish(locked, OrderState.DONE, now)
         _event(locked, EventKind.NUMBER_RELEASED, "released to the carrier", {}, locked.number_id, now)
     return locked

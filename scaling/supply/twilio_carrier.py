@@ -27,7 +27,7 @@ from ringpools.choices import NumberType
 from scaling.supply.carrier import AvailableNumber, CarrierError, PurchasedNumber, TransientCarrierError
 
 # Twilio's list prices for US numbers (per month); the bill shows these until the invoice says otherwise.
-MONTHLY_COST = {NumberType.LOCAL: Decimal("1.15"), NumberType.TOLL_FREE: Decimal("2.15")}
+MONTHLY_COST: dict[str, Decimal] = {NumberType.LOCAL: Decimal("1.15"), NumberType.TOLL_FREE: Decimal("2.15")}
 COUNTRY = "US"
 
 

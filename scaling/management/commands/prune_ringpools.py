@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,8 +45,8 @@ class Command(BaseCommand):
         totals = self._report(results, dry_run=dry_run)
         self._closing(now, totals, already=already, dry_run=dry_run)
 
-    def _report(self, results: Iterable[PoolPruneResult], *, dry_run: bool) -> Counter:
-        totals: Counter = Counter()
+    def _report(self, results: Iterable[PoolPruneResult], *, dry_run: bool) -> dict[str, Any]:
+        totals: dict[str, Any] = {"pools": 0, "removed": 0, "cost": Decimal(0)}
         planned: dict[int, tuple[int, Decimal]] = {}
         account: Account | None = None
         for result in results:
@@ -86,12 +86,12 @@ class Command(BaseCommand):
             f'  Pool "{plan.pool.name}" ({rotating} rotating, minimum {plan.pool.min_size}): {verdict}'
         )
         gone = "would go" if dry_run else "removed "
-        for removal in result.removed:
-            self.stdout.write(f"    {gone}  {_line(removal)}")
+        for removed in result.removed:
+            self.stdout.write(f"    {gone}  {_line(removed)}")
         kept = [v for v in plan.plan.verdicts if v.number.id not in {r.number.id for r in result.removed}]
         if self.verbose or len(kept) <= LIST_ALL_UP_TO:
-            for verdict in kept:
-                self.stdout.write(f"    stays     {_line(verdict)}")
+            for kept_one in kept:
+                self.stdout.write(f"    stays     {_line(kept_one)}")
         elif kept:
             reasons = Counter(PruneRule(v.rule).name.replace("_", " ").lower() for v in kept)
             listed = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
@@ -101,7 +101,7 @@ class Command(BaseCommand):
         bill = bills_for(account_ids=[account.pk], planned=planned)[account.pk]
         self.stdout.write(f"  Bill: {bill}")
 
-    def _closing(self, now: datetime, totals: Counter, *, already: int, dry_run: bool) -> None:
+    def _closing(self, now: datetime, totals: dict[str, Any], *, already: int, dry_run: bool) -> None:
         self.stdout.write("")
         waiting = [
             f"{account.name} ({account.timezone}, local date {now.astimezone(account.timezone):%Y-%m-%d})"
@@ -124,7 +124,7 @@ class Command(BaseCommand):
 
 def _decided_this_month(now: datetime) -> int:
     """Pools of accounts on their last day whose prune of this month was decided before."""
-    zones: dict[str, object] = {}
+    zones: dict[str, date] = {}
     for name in Account.objects.order_by().values_list("timezone", flat=True).distinct():
         month = prune_month(now=now, tz=ZoneInfo(str(name)))
         if month is not None:

@@ -1,0 +1,25 @@
+"""django-simple-history's two per-instance switches, in one place (they are attributes the library
+reads, not fields, so the type checker cannot see them on the models)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import Model
+
+
+def history_by(instance: Model, actor: AbstractBaseUser | None) -> None:
+    """The next save of `instance` records `actor` as who made the change."""
+    setattr(instance, "_history_user", actor)  # noqa: B010  simple-history's documented attribute
+
+
+@contextmanager
+def history_skipped(instance: Model) -> Iterator[None]:
+    """Saves of `instance` inside the block write no history entry of their own."""
+    setattr(instance, "skip_history_when_saving", True)  # noqa: B010  simple-history's documented switch
+    try:
+        yield
+    finally:
+        delattr(instance, "skip_history_when_saving")
