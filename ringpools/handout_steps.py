@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Greatest
@@ -69,194 +72,124 @@ class Step:
 # --- PostgreSQL: one statement ---------------------------------------------------------------------
 
 
+# The statements' source: commented, with readable parameter names (ringpools/handout.sql).
+SOURCE = Path(__file__).with_name("handout.sql")
+# The executed text names each parameter by one letter: psycopg caches the conversion of statements
+# shorter than PREPARE_LIMIT bytes only, and the hand-out's statement is close to it.
+PARAMETERS = {
+    "pool": "p",
+    "visitor": "v",
+    "now": "t",
+    "expires": "e",
+    "rested_before": "r",
+    "fresh_until": "f",
+    "may_claim": "m",
+    "page_url": "u",
+    "params": "j",
+}
+PREPARE_LIMIT = 4096
+
+
+class HandoutSqlError(ImproperlyConfigured):
+    """ringpools/handout.sql cannot give the hand-out's statements; the message says where and why."""
+
+
 def _literal(value: str) -> str:
     # Choice values go into the text (not parameters) so the planner can match the partial indexes.
     if not re.fullmatch(r"[a-z_]+", value):
-        raise ValueError(f"not a plain choice value: {value!r}")
+        raise HandoutSqlError(f"not a plain choice value: {value!r}")
     return f"'{value}'"
 
 
-_L = Lease._meta.db_table
-_N = PromoNumber._meta.db_table
-_ROTATING = (
-    f"n.pool_id = %(p)s AND n.state = {_literal(NumberState.ACTIVE)} "
-    f"AND n.role = {_literal(NumberRole.ROTATING)}"
-)
-# A renewal keeps the number only while it is still this lease's, active and rotating in this pool.
-_USABLE = (
-    f"n.state = {_literal(NumberState.ACTIVE)} AND n.role = {_literal(NumberRole.ROTATING)} "
-    "AND n.pool_id = l.pool_id AND n.busy_until = l.expires_at"
-)
+def _placeholders() -> dict[str, str]:
+    values = {
+        "lease_table": Lease._meta.db_table,
+        "number_table": PromoNumber._meta.db_table,
+        "state_active": _literal(NumberState.ACTIVE),
+        "role_rotating": _literal(NumberRole.ROTATING),
+        "backlog_flagged": str(BACKLOG_FLAGGED),
+        "one_lease_per_visitor": ONE_LEASE_PER_VISITOR,
+    }
+    values.update({f"outcome_{outcome.name.lower()}": _literal(outcome.value) for outcome in Outcome})
+    return values
 
-# Parameters, one letter each to keep the text under 4 KB (below): p pool, v visitor, t now,
-# e the lease's new expiry, r rested before (now - cool-down), f fresh until (a lease ending after
-# this was extended a moment ago), m may claim, u page URL, j params.
 
-# The visitor's live lease: `fresh` if it was extended a moment ago (kept: no lock, no write); else
-# `cur`, locked, renewed while its number is usable, ended if the number left service.
-_LEASE_PARTS = f"""
-fresh AS (
-    SELECT l.id, l.expires_at, n.id AS number_id, n.number
-    FROM {_L} l JOIN {_N} n ON n.id = l.number_id
-    WHERE l.pool_id = %(p)s AND l.visitor_id = %(v)s AND l.expires_at >= %(f)s
-      AND {_USABLE}
-    ORDER BY l.expires_at DESC
-    LIMIT 1
-), cur AS (
-    SELECT l.id, n.id AS number_id, coalesce(({_USABLE}), false) AS usable
-    FROM {_L} l JOIN {_N} n ON n.id = l.number_id
-    WHERE l.pool_id = %(p)s AND l.visitor_id = %(v)s AND l.expires_at > %(t)s
-      AND NOT EXISTS (SELECT 1 FROM fresh)
-    ORDER BY l.expires_at DESC
-    LIMIT 1
-    FOR UPDATE OF l, n
-), renewed AS (
-    UPDATE {_N} n SET busy_until = %(e)s, last_presented_at = %(t)s
-    FROM cur WHERE n.id = cur.number_id AND cur.usable
-    RETURNING n.number, cur.id AS lease_id
-), renewed_lease AS (
-    UPDATE {_L} l SET expires_at = %(e)s, released_at = NULL
-    FROM renewed WHERE l.id = renewed.lease_id
-), ended AS (
-    UPDATE {_L} l SET expires_at = GREATEST(%(t)s, l.started_at)
-    FROM cur WHERE l.id = cur.id AND NOT cur.usable
-    RETURNING l.id
-)"""
+_BLOCK = re.compile(r"^-- (statement|fragment): ([a-z_]+)[ \t]*$", re.M)
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_PARAMETER = re.compile(r"%\((\w*)\)s")
 
-# A claim, when `wanted` has a row: a number in the order of SPEC §3.3, leased (DO NOTHING on a conflict
-# with the visitor's other request, which may have leased one first: the one arbiter, so PostgreSQL
-# checks no other constraint twice; a number held twice would be an error, never a quiet retry) and
-# marked busy; the rested numbers found on the way are flagged.
-_CLAIM_PARTS = f"""
-backlog AS (
-    SELECT n.id, n.acquired_at FROM {_N} n
-    WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(r)s
-      AND EXISTS (SELECT 1 FROM wanted)
-    ORDER BY n.busy_until, n.id
-    LIMIT {BACKLOG_FLAGGED}
-    FOR UPDATE SKIP LOCKED
-), first_rested AS (
-    SELECT n.id, n.acquired_at FROM {_N} n
-    WHERE {_ROTATING} AND n.rested AND n.busy_until <= %(r)s
-      AND EXISTS (SELECT 1 FROM wanted)
-    ORDER BY n.acquired_at, n.id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-), released_longest_ago AS (
-    SELECT n.id FROM {_N} n
-    WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(t)s
-      AND EXISTS (SELECT 1 FROM wanted)
-      AND NOT EXISTS (SELECT 1 FROM backlog) AND NOT EXISTS (SELECT 1 FROM first_rested)
-    ORDER BY n.busy_until, n.id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-), candidate AS (
-    SELECT id FROM (
-        SELECT id, acquired_at, 0 AS tier FROM first_rested
-        UNION ALL SELECT id, acquired_at, 0 FROM backlog
-        UNION ALL SELECT id, NULL, 1 FROM released_longest_ago
-    ) c
-    ORDER BY tier, acquired_at, id
-    LIMIT 1
-), new_lease AS (
-    INSERT INTO {_L} (pool_id, number_id, visitor_id, page_url, params, started_at, expires_at)
-    SELECT %(p)s, id, %(v)s, %(u)s, %(j)s, %(t)s, %(e)s FROM candidate
-    ON CONFLICT ON CONSTRAINT {ONE_LEASE_PER_VISITOR} DO NOTHING
-    RETURNING id, number_id
-), claimed AS (
-    UPDATE {_N} n SET busy_until = %(e)s, last_presented_at = %(t)s, rested = false
-    FROM new_lease WHERE n.id = new_lease.number_id
-    RETURNING n.number, new_lease.id AS lease_id
-), flagged AS (
-    UPDATE {_N} n SET rested = true
-    FROM backlog WHERE n.id = backlog.id AND n.id NOT IN (SELECT id FROM candidate)
-)"""
 
-# Any free number of the pool, locked by a claim this instant or not (a plain read does not skip locks).
-_FREE_EXISTS = f"""(SELECT 1 FROM {_N} n WHERE {_ROTATING} AND n.rested AND n.busy_until <= %(t)s
-              ORDER BY n.acquired_at, n.id LIMIT 1) IS NOT NULL
-          OR (SELECT 1 FROM {_N} n WHERE {_ROTATING} AND NOT n.rested AND n.busy_until <= %(t)s
-              ORDER BY n.busy_until, n.id LIMIT 1) IS NOT NULL"""
+def statements_from(source: str, *, where: str = "handout.sql") -> dict[str, str]:
+    """The executed text of each `-- statement: NAME` block of `source`: fragments and placeholders
+    filled in, comments removed, parameters renamed by PARAMETERS, on one line, shorter than
+    PREPARE_LIMIT bytes. Raises HandoutSqlError, naming the block, for anything else."""
+    marks = list(_BLOCK.finditer(source))
+    blocks: dict[tuple[str, str], str] = {}
+    for mark, following in zip(marks, [*marks[1:], None], strict=True):
+        key = (mark[1], mark[2])
+        if key in blocks:
+            raise HandoutSqlError(f"{where}: {mark[1]} {mark[2]!r} is defined twice")
+        body = source[mark.end() : following.start() if following else len(source)]
+        blocks[key] = re.sub(r"--[^\n]*", "", body).strip()
+    values = _placeholders()
 
-# No claim made: a candidate means the visitor's other request leased first (ask again); free numbers
-# that SKIP LOCKED passed over mean other claims hold them this instant (ask again); else overflow.
-_UNCLAIMED = f"""
-        WHEN EXISTS (SELECT 1 FROM candidate) THEN '{Outcome.CONFLICT}'
-        WHEN {_FREE_EXISTS}
-            THEN '{Outcome.BUSY}'
-        ELSE '{Outcome.NONE}'"""
+    def expand(kind: str, name: str, seen: tuple[str, ...]) -> str:
+        def fill(match: re.Match[str]) -> str:
+            token = match[1]
+            if token.startswith("fragment:"):
+                fragment = token.removeprefix("fragment:")
+                if ("fragment", fragment) not in blocks:
+                    raise HandoutSqlError(f"{where}: {kind} {name!r} uses an unknown fragment {fragment!r}")
+                if fragment in seen:
+                    raise HandoutSqlError(f"{where}: fragment {fragment!r} includes itself")
+                return expand("fragment", fragment, (*seen, fragment))
+            if token not in values:
+                known = ", ".join(sorted(values))
+                raise HandoutSqlError(
+                    f"{where}: {kind} {name!r} has an unknown placeholder {{{token}}} (known: {known})"
+                )
+            return values[token]
 
-# Keep, renew or end the visitor's live lease; or (no live lease) claim. One row: (number, lease id,
-# kept lease's expiry, kept number's id, outcome).
-HOLD_SQL = f"""
-WITH {_LEASE_PARTS}, wanted AS (
-    SELECT 1 WHERE %(m)s AND NOT EXISTS (SELECT 1 FROM cur) AND NOT EXISTS (SELECT 1 FROM fresh)
-), {_CLAIM_PARTS}
-SELECT
-    coalesce(fresh.number, renewed.number, claimed.number),
-    coalesce(fresh.id, renewed.lease_id, claimed.lease_id),
-    fresh.expires_at,
-    fresh.number_id,
-    CASE
-        WHEN fresh.id IS NOT NULL THEN '{Outcome.KEPT}'
-        WHEN renewed.lease_id IS NOT NULL THEN '{Outcome.RENEWED}'
-        WHEN claimed.lease_id IS NOT NULL THEN '{Outcome.CLAIMED}'
-        WHEN EXISTS (SELECT 1 FROM ended) THEN '{Outcome.ENDED}'
-        WHEN NOT %(m)s THEN '{Outcome.REFUSED}'{_UNCLAIMED}
-    END
-FROM (SELECT 1) AS one LEFT JOIN fresh ON true LEFT JOIN renewed ON true LEFT JOIN claimed ON true
-"""
-# A new visitor's claim (Ask.new_visitor, and the caller may claim): the claim alone, without the
-# lease parts' locking lookup and three writes that find nothing (about a tenth of the statement's
-# database time). A visitor who holds a live lease after all (a wrong hint) locks and writes nothing:
-# one unlocked probe finds the lease, the answer is CONFLICT, and the hand-out asks with HOLD_SQL.
-CLAIM_SQL = f"""
-WITH held AS (
-    SELECT 1 FROM {_L} l WHERE l.pool_id = %(p)s AND l.visitor_id = %(v)s AND l.expires_at > %(t)s
-    LIMIT 1
-), wanted AS (
-    SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM held)
-), {_CLAIM_PARTS}
-SELECT
-    claimed.number,
-    claimed.lease_id,
-    NULL::timestamptz,
-    NULL::bigint,
-    CASE
-        WHEN claimed.lease_id IS NOT NULL THEN '{Outcome.CLAIMED}'
-        WHEN EXISTS (SELECT 1 FROM held) THEN '{Outcome.CONFLICT}'{_UNCLAIMED}
-    END
-FROM (SELECT 1) AS one LEFT JOIN claimed ON true
-"""
-# A renewal (Ask.renewal): the lease parts alone, without the claim's nodes to start (about a third
-# of a kept renewal's database time). No live lease: the overflow if no number is free at all (one
-# statement for an overflowing visitor's keep-alive in a rush), else UNHELD and the hand-out asks with
-# HOLD_SQL, which claims.
-RENEW_SQL = f"""
-WITH {_LEASE_PARTS}
-SELECT
-    coalesce(fresh.number, renewed.number),
-    coalesce(fresh.id, renewed.lease_id),
-    fresh.expires_at,
-    fresh.number_id,
-    CASE
-        WHEN fresh.id IS NOT NULL THEN '{Outcome.KEPT}'
-        WHEN renewed.lease_id IS NOT NULL THEN '{Outcome.RENEWED}'
-        WHEN EXISTS (SELECT 1 FROM ended) THEN '{Outcome.ENDED}'
-        WHEN NOT %(m)s THEN '{Outcome.REFUSED}'
-        WHEN {_FREE_EXISTS} THEN '{Outcome.UNHELD}'
-        ELSE '{Outcome.NONE}'
-    END
-FROM (SELECT 1) AS one LEFT JOIN fresh ON true LEFT JOIN renewed ON true
-"""
-# The BUSY probes look for free numbers that SKIP LOCKED passed over. Every probe is ordered like its
-# index, so that index is what the plan reads (an exhausted pool's probe is one index page, not a scan
-# of the pool), in a generic plan as in a custom one.
-# One line, no comments: psycopg caches the conversion of statements shorter than 4 KB only.
-HOLD_SQL = re.sub(r"\s+", " ", HOLD_SQL).strip()
-CLAIM_SQL = re.sub(r"\s+", " ", CLAIM_SQL).strip()
-RENEW_SQL = re.sub(r"\s+", " ", RENEW_SQL).strip()
-assert max(map(len, (HOLD_SQL, CLAIM_SQL, RENEW_SQL))) < 4096, (len(HOLD_SQL), len(CLAIM_SQL), len(RENEW_SQL))
+        return _PLACEHOLDER.sub(fill, blocks[(kind, name)])
+
+    def rename(name: str) -> Callable[[re.Match[str]], str]:
+        def short(match: re.Match[str]) -> str:
+            if match[1] not in PARAMETERS:
+                known = ", ".join(PARAMETERS)
+                raise HandoutSqlError(
+                    f"{where}: statement {name!r} has an unknown parameter %({match[1]})s (known: {known})"
+                )
+            return f"%({PARAMETERS[match[1]]})s"
+
+        return short
+
+    executed = {}
+    for kind, name in blocks:
+        if kind != "statement":
+            continue
+        text = re.sub(r"\s+", " ", _PARAMETER.sub(rename(name), expand(kind, name, ()))).strip()
+        size = len(text.encode())
+        if size >= PREPARE_LIMIT:
+            raise HandoutSqlError(
+                f"{where}: statement {name!r} is {size} bytes once derived; psycopg prepares statements "
+                f"shorter than {PREPARE_LIMIT} bytes only (shorten it, or give a parameter a shorter name)"
+            )
+        executed[name] = text
+    return executed
+
+
+def _load() -> tuple[str, str, str]:
+    executed = statements_from(SOURCE.read_text(encoding="utf-8"), where=str(SOURCE))
+    missing = {"hold", "claim", "renew"} - executed.keys()
+    if missing:
+        raise HandoutSqlError(f"{SOURCE}: no statement {', '.join(sorted(missing))}")
+    return executed["hold"], executed["claim"], executed["renew"]
+
+
+# Keep, renew or end the visitor's live lease, or claim (HOLD); a new visitor's claim alone (CLAIM); a
+# renewal alone (RENEW). Each answers one row: (number, lease id, kept lease's expiry, kept number's id,
+# outcome). What each does, and why, is told beside its text in handout.sql.
+HOLD_SQL, CLAIM_SQL, RENEW_SQL = _load()
 
 
 class _PostgresSteps:
@@ -265,15 +198,15 @@ class _PostgresSteps:
         from psycopg.types.json import Jsonb
 
         args = {
-            "p": ask.pool.id,
-            "v": ask.visitor_id,
-            "t": ask.now,
-            "e": ask.expires,
-            "r": ask.rested_before,
-            "f": ask.fresh_until,
-            "m": ask.may_claim,
-            "u": ask.page_url,
-            "j": Jsonb(ask.params),
+            PARAMETERS["pool"]: ask.pool.id,
+            PARAMETERS["visitor"]: ask.visitor_id,
+            PARAMETERS["now"]: ask.now,
+            PARAMETERS["expires"]: ask.expires,
+            PARAMETERS["rested_before"]: ask.rested_before,
+            PARAMETERS["fresh_until"]: ask.fresh_until,
+            PARAMETERS["may_claim"]: ask.may_claim,
+            PARAMETERS["page_url"]: ask.page_url,
+            PARAMETERS["params"]: Jsonb(ask.params),
         }
         # Prepared once per connection (planning this statement costs more than running it). PostgreSQL
         # re-plans a prepared statement whenever the statistics of its tables change, so a plan made
