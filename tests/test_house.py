@@ -1,5 +1,6 @@
 """The house rules of the layout (README, Layout), checked on the source: one writer of the audit
-trail, no import cycle between the project's modules, no mocking library in production code."""
+trail, no import cycle between the project's modules, no mocking library in production code, no markup
+marked safe by hand."""
 
 from __future__ import annotations
 
@@ -82,3 +83,9 @@ def test_the_project_modules_import_each_other_without_a_cycle():
         if module not in state:
             visit(module, [module])
     assert cycles == []
+
+
+def test_no_production_module_marks_its_own_markup_safe():
+    """Markup is laid out by templates (autoescaped) or format_html, never assembled and trusted."""
+    users = sorted(str(path) for path, source in production_sources().items() if "mark_safe(" in source)
+    assert users == []

@@ -11,7 +11,6 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.access import signed_in_user
@@ -97,7 +96,7 @@ class ScalingRingPoolAdmin(PrunePreviewAdminMixin, RingPoolAdmin):
     def auto_scaling(self, pool: RingPool) -> str:
         verdict = pool_applicability(pool)
         if verdict.applies:
-            return mark_safe('<span style="color:#1a7f37">on</span>')
+            return format_html('<span style="color:#1a7f37">{}</span>', "on")
         return format_html('<span style="color:#8c959f">off</span> <small>({})</small>', verdict.reason)
 
     @admin.display(ordering="last_event_at", description="last scaling event")

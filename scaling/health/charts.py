@@ -1,15 +1,18 @@
 """Pool health drawn on the server as SVG: no script, no chart library, nothing from the internet.
 
-`pool_health_charts` is shared by the customer's pool health page and the pool's admin page.
+`pool_health_charts` is shared by the customer's pool health page and the pool's admin page. It
+computes the geometry here, each figure as a string; templates/scaling/health/charts.html lays out the
+markup, autoescaped.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
+from django.template.loader import render_to_string
+from django.utils.safestring import SafeString
 
 from ringpools.models import RingPool
 from scaling.health.series import HealthSeries, pool_health_series
@@ -27,6 +30,75 @@ COLORS = {
 }
 
 
+TEMPLATE = "scaling/health/charts.html"
+LEGEND = (
+    ("size", "pool size"),
+    ("in_use", "numbers in use"),
+    ("overflows", "overflow presentations"),
+    ("calls", "calls"),
+    ("growth", "growth (number added)"),
+    ("prune", "prune (number removed)"),
+)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """A horizontal grid line of a panel and its value on the axis."""
+
+    y: str
+    label_y: str
+    value: str
+
+
+@dataclass(frozen=True)
+class _Day:
+    """A vertical grid line at local midnight and the day it starts."""
+
+    x: str
+    label_x: str
+    label: str
+
+
+@dataclass(frozen=True)
+class _Bar:
+    x: str
+    y: str
+    width: str
+    height: str
+    title: str
+
+
+@dataclass(frozen=True)
+class _Layer:
+    key: str
+    color: str
+    bars: list[_Bar]
+    points: str | None  # a line's points; None for bars
+
+
+@dataclass(frozen=True)
+class _Panel:
+    title: str
+    title_y: str
+    top: str
+    bottom: str
+    label_y: str
+    rules: list[_Rule]
+    days: list[_Day]
+    layers: list[_Layer]
+
+
+@dataclass(frozen=True)
+class _Event:
+    """Growth or prune during an hour: a dashed line across the panels and its count."""
+
+    key: str
+    color: str
+    x: str
+    title: str
+    label: str
+
+
 def pool_health_charts(*, pool: RingPool, now: datetime, days: int = 7) -> SafeString:
     """Pool size and numbers in use, overflow presentations and calls per hour over the last `days`
     days, with growth and prune events marked, and a one-line verdict: too small, too big or right."""
@@ -41,47 +113,38 @@ def pool_health_charts(*, pool: RingPool, now: datetime, days: int = 7) -> SafeS
         ("Calls per hour", [("calls", series.calls, "bars")]),
     ]
     height = TOP + len(panels) * (PANEL + GAP) + 18
-    plot_width = WIDTH - LEFT - RIGHT
-    step = plot_width / max(len(series.hours), 1)
-    parts = [
-        f'<svg class="pool-health-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
-        f'width="100%" role="img" aria-labelledby="health-title-{pool.pk} health-desc-{pool.pk}" '
-        'font-family="system-ui, sans-serif" font-size="11">',
-        f'<title id="health-title-{pool.pk}">Health of {escape(pool.name)} over the last {days} days</title>',
-        f'<desc id="health-desc-{pool.pk}">{escape(verdict(series))}</desc>',
-    ]
-    for number, (title, layers) in enumerate(panels):
-        top = TOP + number * (PANEL + GAP) + 16
-        parts.append(_panel(title, layers, series, top, step, tz))
-    parts.append(_events(series, step, TOP + 16, TOP + len(panels) * (PANEL + GAP) - GAP + 16))
-    parts.append("</svg>")
-    legend = "".join(
-        f'<span class="legend-item"><span class="legend-swatch" style="background:{COLORS[key]}"></span>'
-        f"{label}</span>"
-        for key, label in (
-            ("size", "pool size"),
-            ("in_use", "numbers in use"),
-            ("overflows", "overflow presentations"),
-            ("calls", "calls"),
-            ("growth", "growth (number added)"),
-            ("prune", "prune (number removed)"),
-        )
-    )
-    summary = (
-        f'<p class="health-verdict">{escape(verdict(series))}</p>'
-        '<dl class="health-figures">'
-        f"<div><dt>Numbers now</dt><dd>{series.current_size}</dd></div>"
-        f"<div><dt>Most in use at once (per hour)</dt><dd>{series.peak_in_use}</dd></div>"
-        f"<div><dt>Overflow presentations</dt><dd>{series.total_overflows}</dd></div>"
-        f"<div><dt>Calls</dt><dd>{series.total_calls}</dd></div>"
-        f"<div><dt>Numbers added by growth</dt><dd>{sum(series.growth)}</dd></div>"
-        f"<div><dt>Numbers removed by pruning</dt><dd>{sum(series.prune)}</dd></div>"
-        "</dl>"
-    )
-    return mark_safe(
-        f'<figure class="pool-health" data-pool="{pool.pk}">{summary}{"".join(parts)}'
-        f'<figcaption class="health-legend">{legend}</figcaption></figure>'
-    )
+    step = (WIDTH - LEFT - RIGHT) / max(len(series.hours), 1)
+    events_top, events_bottom = TOP + 16, TOP + len(panels) * (PANEL + GAP) - GAP + 16
+    context = {
+        "pool_pk": pool.pk,
+        "pool_name": pool.name,
+        "days": days,
+        "verdict": verdict(series),
+        "figures": [
+            ("Numbers now", series.current_size),
+            ("Most in use at once (per hour)", series.peak_in_use),
+            ("Overflow presentations", series.total_overflows),
+            ("Calls", series.total_calls),
+            ("Numbers added by growth", sum(series.growth)),
+            ("Numbers removed by pruning", sum(series.prune)),
+        ],
+        "width": WIDTH,
+        "height": height,
+        "left": LEFT,
+        "right": WIDTH - RIGHT,
+        "axis_x": LEFT - 6,
+        "colors": COLORS,
+        "panels": [
+            _panel(title, layers, series, TOP + number * (PANEL + GAP) + 16, step, tz)
+            for number, (title, layers) in enumerate(panels)
+        ],
+        "events": _events(series, step),
+        "events_top": f"{events_top:.1f}",
+        "events_bottom": f"{events_bottom:.1f}",
+        "events_label_y": f"{events_top - 2:.1f}",
+        "legend": [(COLORS[key], label) for key, label in LEGEND],
+    }
+    return render_to_string(TEMPLATE, context)
 
 
 def verdict(series: HealthSeries) -> str:
@@ -104,67 +167,74 @@ def verdict(series: HealthSeries) -> str:
 
 
 def _panel(
-    title: str, layers: list[tuple[str, list[int], str]], series: HealthSeries, top: float, step: float, tz
-) -> str:
+    title: str,
+    layers: list[tuple[str, list[int], str]],
+    series: HealthSeries,
+    top: float,
+    step: float,
+    tz: ZoneInfo,
+) -> _Panel:
     peak = max([1, *(max(values, default=0) for _, values, _ in layers)])
     scale = PANEL / peak
     bottom = top + PANEL
-    out = [
-        f'<text x="{LEFT}" y="{top - 5:.1f}" fill="{COLORS["text"]}" font-weight="600">{escape(title)}</text>'
+    rules = [
+        _Rule(y=f"{y:.1f}", label_y=f"{y + 4:.1f}", value=f"{peak * fraction:g}")
+        for fraction in (0, 0.5, 1)
+        for y in [bottom - PANEL * fraction]
     ]
-    for fraction in (0, 0.5, 1):
-        y = bottom - PANEL * fraction
-        value = peak * fraction
-        out.append(
-            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{COLORS["grid"]}"/>'
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" fill="{COLORS["text"]}">'
-            f"{value:g}</text>"
-        )
+    days = []
     for i, hour in enumerate(series.hours):
         local = hour.astimezone(tz)
         if local.hour == 0:
             x = LEFT + i * step
-            out.append(
-                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top:.1f}" y2="{bottom:.1f}" '
-                f'stroke="{COLORS["grid"]}"/>'
-                f'<text x="{x + 3:.1f}" y="{bottom + 13:.1f}" fill="{COLORS["text"]}">{local:%a %d}</text>'
-            )
+            days.append(_Day(x=f"{x:.1f}", label_x=f"{x + 3:.1f}", label=f"{local:%a %d}"))
+    drawn = []
     for key, values, kind in layers:
         if kind == "bars":
-            bars = "".join(
-                f'<rect x="{LEFT + i * step:.1f}" y="{bottom - v * scale:.1f}" '
-                f'width="{max(step - 0.6, 0.6):.1f}" height="{v * scale:.1f}">'
-                f"<title>{series.hours[i].astimezone(tz):%a %d %H:00}: {v}</title></rect>"
+            bars = [
+                _Bar(
+                    x=f"{LEFT + i * step:.1f}",
+                    y=f"{bottom - v * scale:.1f}",
+                    width=f"{max(step - 0.6, 0.6):.1f}",
+                    height=f"{v * scale:.1f}",
+                    title=f"{series.hours[i].astimezone(tz):%a %d %H:00}: {v}",
+                )
                 for i, v in enumerate(values)
                 if v
-            )
-            out.append(f'<g class="series-{key}" fill="{COLORS[key]}" fill-opacity="0.75">{bars}</g>')
+            ]
+            drawn.append(_Layer(key=key, color=COLORS[key], bars=bars, points=None))
         else:
             points = []
             for i, v in enumerate(values):
                 y = bottom - v * scale
                 points += [f"{LEFT + i * step:.1f},{y:.1f}", f"{LEFT + (i + 1) * step:.1f},{y:.1f}"]
-            out.append(
-                f'<polyline class="series-{key}" fill="none" stroke="{COLORS[key]}" stroke-width="2" '
-                f'points="{" ".join(points)}"/>'
-            )
-    return "".join(out)
+            drawn.append(_Layer(key=key, color=COLORS[key], bars=[], points=" ".join(points)))
+    return _Panel(
+        title=title,
+        title_y=f"{top - 5:.1f}",
+        top=f"{top:.1f}",
+        bottom=f"{bottom:.1f}",
+        label_y=f"{bottom + 13:.1f}",
+        rules=rules,
+        days=days,
+        layers=drawn,
+    )
 
 
-def _events(series: HealthSeries, step: float, top: float, bottom: float) -> str:
+def _events(series: HealthSeries, step: float) -> list[_Event]:
     out = []
     for i, hour in enumerate(series.hours):
         for key, count, sign in (("growth", series.growth[i], "+"), ("prune", series.prune[i], "\u2212")):
             if not count:
                 continue
-            x = LEFT + (i + 0.5) * step
             label = "added by growth" if key == "growth" else "removed by the month-end prune"
             out.append(
-                f'<g class="event-{key}"><title>{hour:%Y-%m-%d %H:00} UTC: {count} number'
-                f"{'s' if count > 1 else ''} {label}</title>"
-                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top:.1f}" y2="{bottom:.1f}" stroke="{COLORS[key]}" '
-                'stroke-dasharray="3 2" stroke-width="1.5"/>'
-                f'<text x="{x:.1f}" y="{top - 2:.1f}" text-anchor="middle" fill="{COLORS[key]}" '
-                f'font-weight="700">{sign}{count}</text></g>'
+                _Event(
+                    key=key,
+                    color=COLORS[key],
+                    x=f"{LEFT + (i + 0.5) * step:.1f}",
+                    title=f"{hour:%Y-%m-%d %H:00} UTC: {count} number{'s' if count > 1 else ''} {label}",
+                    label=f"{sign}{count}",
+                )
             )
-    return "".join(out)
+    return out
