@@ -25,6 +25,7 @@ from ringpools.models import PromoNumber, RingPool
 from scaling.models import MonthlyPrune
 from scaling.pruning.bill import account_bill
 from scaling.pruning.plans import PoolPrunePlan, account_prune_preview, pool_prune_preview
+from scaling.pruning.rule import PRUNE_SHARE_PERCENT
 from scaling.services import promo_number_pin, promo_number_unpin
 
 TEMPLATE = "admin/scaling/prune_preview.html"
@@ -130,6 +131,7 @@ class PrunePreviewAdminMixin:
             "now": now,
             "local_now": now.astimezone(account.timezone),
             "can_pin": request.user.has_perm("ringpools.change_promonumber"),
+            "share_percent": PRUNE_SHARE_PERCENT,
             "opts": RingPool._meta,
         }
         return TemplateResponse(request, TEMPLATE, context)

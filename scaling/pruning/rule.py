@@ -136,7 +136,10 @@ def prune_decide(
         rotating = sum(1 for number in numbers if not number.is_overflow_number)
     figures: dict[str, Any] = {"rotating": rotating, "min_size": min_size}
     if last_overflow_at is not None and last_overflow_at >= now - PRUNE_OVERFLOW_WINDOW:
-        reason = f"overflow presented {_days(now - last_overflow_at)} ago (within 30 days): no scale-down"
+        reason = (
+            f"overflow presented {_days(now - last_overflow_at)} ago "
+            f"(within {PRUNE_OVERFLOW_WINDOW.days} days): no scale-down"
+        )
         figures["days_since_overflow"] = round((now - last_overflow_at).total_seconds() / 86400, 2)
         keep = tuple(NumberVerdict(n, False, PruneRule.OVERFLOW_RECENT, reason) for n in numbers)
         return PrunePlan(False, reason, figures, keep)
