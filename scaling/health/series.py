@@ -191,7 +191,9 @@ def numbers_in_use_postgresql(*, pool: RingPool, hours: list[datetime]) -> list[
                        lease.{expires} AS expires, lease.{column["pool"]} AS pool_id
                 FROM {lease.db_table} lease
                 WHERE lease.{number_id} = pool_numbers.id AND lease.{started} < %(start)s
-                ORDER BY lease.{started} DESC LIMIT 1
+                -- A lease ended the instant it began (its number left service) may share its start
+                -- with the number's next lease: the longer one is the one that may reach the window.
+                ORDER BY lease.{started} DESC, lease.{expires} DESC LIMIT 1
             ) earlier
             WHERE earlier.expires > %(start)s AND earlier.pool_id = %(pool)s
         )
