@@ -189,6 +189,8 @@ class Server:
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "-c",
+                "python:config.gunicorn",
                 "config.wsgi:application",
                 "--bind",
                 f"127.0.0.1:{self.args.port}",

@@ -15,3 +15,9 @@ urlpatterns = [
     path("", include("scaling.urls")),
     path("", RedirectView.as_view(pattern_name="demo-landing", permanent=False)),
 ]
+
+# Whatever no view answers keeps the format of the endpoint it was meant for (ringpools/errors.py).
+handler400 = "ringpools.errors.bad_request"
+handler403 = "ringpools.errors.forbidden"
+handler404 = "ringpools.errors.not_found"
+handler500 = "ringpools.errors.server_error"

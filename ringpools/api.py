@@ -91,7 +91,7 @@ def read_json_body(request: HttpRequest, *, allow_text_plain: bool = False) -> d
     accepted = {"application/json"} | ({"text/plain"} if allow_text_plain else set())
     if content_type not in accepted:
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
-    body = request.read(MAX_BODY_BYTES + 1)
+    body = body_of(request, MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "body_too_large", f"The body may be at most {MAX_BODY_BYTES} bytes.")
     try:
@@ -105,6 +105,26 @@ def read_json_body(request: HttpRequest, *, allow_text_plain: bool = False) -> d
     if not _valid_text(data):
         raise ApiError(400, "invalid_json", "Text in the body must be valid Unicode (no lone surrogates).")
     return data
+
+
+def is_chunked(request: HttpRequest) -> bool:
+    """A body sent with Transfer-Encoding: chunked carries no Content-Length, and Django then reads it
+    as empty; the WSGI server (gunicorn) decodes the chunks, so the body is read from its stream."""
+    return "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower() and not request.META.get(
+        "CONTENT_LENGTH"
+    )
+
+
+def body_of(request: HttpRequest, limit: int) -> bytes:
+    """At most `limit` bytes of the request's body, however it was framed; an ApiError when the
+    framing breaks (a bad chunk size, a body shorter than its Content-Length): OSErrors of the server's
+    stream and Django's UnreadablePostError."""
+    try:
+        if is_chunked(request):
+            return request.META["wsgi.input"].read(limit)
+        return request.read(limit)
+    except OSError:
+        raise ApiError(400, "unreadable_body", "The body ends before its framing says it should.") from None
 
 
 def _valid_text(data: Any) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-PUBLIC_PREFIXES = ("/api/", "/tag/", "/webhooks/")
+from ringpools.errors import is_public
 
 
 class PublicClientErrors(logging.Filter):
@@ -20,4 +20,4 @@ class PublicClientErrors(logging.Filter):
         request = getattr(record, "request", None)
         if status is None or request is None or not 400 <= status < 500:
             return True
-        return not str(getattr(request, "path", "")).startswith(PUBLIC_PREFIXES)
+        return not is_public(str(getattr(request, "path", "")))

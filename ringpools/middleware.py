@@ -1,4 +1,8 @@
-"""The JSON 503 for what the CORS middleware answers on its own (SPEC §3.7).
+"""What the CORS middleware would answer on its own, answered as the API would (SPEC §3.7).
+
+A preflight for an unknown pool or endpoint, or from an origin the pool does not list, gets the same
+JSON 404 or 403 its request would (django-cors-headers would answer an empty 200 without CORS headers,
+which a browser reports as a CORS failure with no reason): `ApiPreflights`, before CorsMiddleware.
 
 django-cors-headers answers preflights itself and asks `ringpools.signals` whether the Origin may
 call: that lookup of the pool runs outside any view. When it finds the database down it marks the
@@ -13,6 +17,8 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from ringpools.api import unavailable
+from ringpools.errors import Format, format_of
+from ringpools.views import preflight_refusal
 
 DATABASE_FAILED = "_ringpool_database_failed"
 
@@ -26,3 +32,19 @@ class PublicEndpointsUnavailable:
         if getattr(request, DATABASE_FAILED, False) and response.status_code != 503:
             return unavailable()
         return response
+
+
+class ApiPreflights:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if (
+            request.method == "OPTIONS"
+            and "access-control-request-method" in request.headers
+            and format_of(request.path) is Format.JSON
+        ):
+            refused = preflight_refusal(request)
+            if refused is not None:
+                return refused
+        return self.get_response(request)

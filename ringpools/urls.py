@@ -10,7 +10,8 @@ urlpatterns = [
         r"^api/v1/ringpools/(?P<pool_key>[^/]*)/numbers/release$", views.release, name="ringpool-release"
     ),
     re_path(r"^api/v1/", views.api_not_found),
-    re_path(r"^tag/(?P<pool_key>(?s:.*))\.js$", views.tag, name="ringpool-tag"),  # newlines too
+    # Newlines too; `.JS` as well (ringpools.errors answers the rest of /tag/ in JavaScript).
+    re_path(r"^tag/(?P<pool_key>(?s:.*))\.[jJ][sS]$", views.tag, name="ringpool-tag"),
     path("webhooks/calls", webhooks.calls, name="webhook-calls"),
     path("healthz", views.healthz, name="healthz"),
     path("livez", views.livez, name="livez"),

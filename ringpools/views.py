@@ -4,14 +4,16 @@ import json
 import logging
 import time
 
+from csp.decorators import csp_exempt
 from django.conf import settings
 from django.db import Error as DatabaseFailure
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from ringpools import phone
 from ringpools.api import (
@@ -22,8 +24,10 @@ from ringpools.api import (
     parse_number_request,
     rate_limited,
     read_json_body,
+    unavailable,
     visitor_id_from,
 )
+from ringpools.errors import script_response
 from ringpools.handout import (
     ClaimRefused,
     HandoutBusy,
@@ -60,6 +64,28 @@ def _not_post(request: HttpRequest, pool_key: str) -> JsonResponse:
     response = error_response(405, "method_not_allowed", "Use POST.")
     response["Allow"] = "POST, OPTIONS"
     return response
+
+
+def preflight_refusal(request: HttpRequest) -> HttpResponse | None:
+    """A CORS preflight of the API answered as the request itself would be, when that is a refusal:
+    the 404 of an unknown pool or endpoint, the 403 of an origin the pool does not list, the 503 of a
+    database that cannot answer. None: django-cors-headers answers it, with the pool's CORS headers.
+    A preflight without an Origin is no browser's: a 204, with what the endpoint allows."""
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        match = None
+    if match is None or match.url_name not in ("ringpool-numbers", "ringpool-release"):
+        return api_not_found(request)
+    try:
+        _pool_or_error(request, match.kwargs["pool_key"])
+    except ApiError as error:
+        return error.response()
+    except DatabaseFailure:
+        return unavailable()
+    if not request.headers.get("origin"):
+        return HttpResponse(status=204, headers={"Allow": "POST, OPTIONS"})
+    return None
 
 
 def _own_origin(request: HttpRequest) -> str:
@@ -135,10 +161,6 @@ def release(request: HttpRequest, pool_key: str) -> JsonResponse:
     return JsonResponse({"released": released}, headers={"Cache-Control": "no-store"})
 
 
-def _script(text: str, status: int) -> HttpResponse:
-    return HttpResponse(text, status=status, content_type="text/javascript; charset=utf-8")
-
-
 # The public endpoints below answer cross-site callers without a session: no CSRF check (which would
 # answer Django's HTML 403 instead of their JSON or JavaScript).
 @csrf_exempt
@@ -150,18 +172,18 @@ def api_not_found(request: HttpRequest) -> JsonResponse:
 def tag(request: HttpRequest, pool_key: str) -> HttpResponse:
     """GET /tag/<key>.js: the script landing pages include. Always JavaScript, even as an error."""
     if request.method not in ("GET", "HEAD"):
-        response = _script("/* RingPool: use GET */\n", 405)
+        response = script_response("use GET", 405)
         response["Allow"] = "GET, HEAD"
         return response
     try:
         pool = handout_pool(pool_key)
     except DatabaseFailure:
         log.exception("%r failed on the database", request.path)
-        response = _script("/* RingPool: unavailable, the page keeps its number */\n", 503)
+        response = script_response("unavailable, the page keeps its number", 503)
         response["Retry-After"] = "30"
         return response
     if pool is None:
-        return _script("/* RingPool: no active pool with this key */\n", 404)
+        return script_response("no active pool with this key", 404)
     script = render_to_string(
         "ringpools/tag.js",
         {
@@ -176,10 +198,20 @@ def tag(request: HttpRequest, pool_key: str) -> HttpResponse:
     return response
 
 
+def _get_or_head(request: HttpRequest) -> JsonResponse | None:
+    """The health checks' answer to any other method: a JSON 405 (Django's is an empty HTML one)."""
+    if request.method in ("GET", "HEAD"):
+        return None
+    response = error_response(405, "method_not_allowed", "Use GET or HEAD.")
+    response["Allow"] = "GET, HEAD"
+    return response
+
+
 @csrf_exempt
-@require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database answers; 503 otherwise."""
+    if (refused := _get_or_head(request)) is not None:
+        return refused
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -189,13 +221,17 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 @csrf_exempt
-@require_GET
 def livez(request: HttpRequest) -> JsonResponse:
     """A constant answer: the process is up. The benchmark's baseline."""
+    if (refused := _get_or_head(request)) is not None:
+        return refused
     return JsonResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
 
-@require_GET
+# The demo page stands for a customer's own landing page, with its inline style and script: not ours
+# to hold to the product's Content-Security-Policy.
+@csp_exempt()
+@require_safe
 def demo_landing(request: HttpRequest) -> HttpResponse:
     """A landing page that uses the tag: the demo's way to see a number swapped (DEBUG or staff only)."""
     if not (settings.DEBUG or request.user.is_staff):

@@ -6,7 +6,7 @@ import logging
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -15,7 +15,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from accounts.secrets import UndecryptableSecret
 from accounts.services import account_carrier_token_confirm
-from ringpools.api import database_errors_as_503, error_response, unavailable
+from ringpools.api import ApiError, body_of, database_errors_as_503, error_response, is_chunked, unavailable
 from ringpools.calls import IncomingCall, call_record, promo_number_for
 from ringpools.models import PromoNumber
 
@@ -59,6 +59,18 @@ def _signature_valid(number: PromoNumber, request: HttpRequest, params: dict, si
     return signed_with(account.carrier_auth_token_previous(timezone.now()))
 
 
+def _form_of(request: HttpRequest) -> QueryDict:
+    """The posted form; a chunked body (no Content-Length, which Django reads as empty) is read
+    from the WSGI server's stream, within Django's size limit."""
+    if not is_chunked(request) or request.content_type != "application/x-www-form-urlencoded":
+        return request.POST
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2_621_440
+    body = body_of(request, limit + 1)
+    if len(body) > limit:
+        raise RequestDataTooBig("The form is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.")
+    return QueryDict(body, encoding=request.encoding)
+
+
 @csrf_exempt
 @database_errors_as_503
 def calls(request: HttpRequest) -> HttpResponse:
@@ -68,11 +80,23 @@ def calls(request: HttpRequest) -> HttpResponse:
         response["Allow"] = "POST"
         return response
     try:
-        form = request.POST
-    except (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent):
+        form = _form_of(request)
+    except ApiError as error:
+        return error.response()
+    except (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent, UnicodeDecodeError, OSError):
+        # OSError: Django's UnreadablePostError, a body that ended before its Content-Length.
         return error_response(400, "invalid_form", "The body is not a form the webhook can read.")
     if any("\x00" in value for values in form.lists() for value in values[1]):
         return error_response(400, "invalid_form", "Form fields must not contain NUL characters.")
+    # A field given twice is refused: the signature and the number's lookup would each read one of
+    # its values, and a value placed before the signed one must not choose the account.
+    repeated = sorted(name for name, values in form.lists() if len(values) > 1)
+    if repeated:
+        return error_response(
+            400,
+            "repeated_field",
+            f"Each form field may be sent once: {', '.join(repeated)[:100]} came twice.",
+        )
     number = promo_number_for(form.get("To", ""))
     signature = request.headers.get("x-twilio-signature", "")
     params = {name: form.get(name) for name in form}

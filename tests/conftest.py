@@ -104,3 +104,20 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
             "--no-first-run",
         ],
     }
+
+
+@pytest.fixture
+def database_down(transactional_db):
+    """The real connection pointed at nothing: every query fails as with a database that is down."""
+    from django.db import connections
+
+    connection = connections["default"]
+    saved = dict(connection.settings_dict)
+    connection.close()
+    if connection.vendor == "postgresql":
+        connection.settings_dict["PORT"] = "1"
+    else:
+        connection.settings_dict["NAME"] = "/nonexistent/ringpool/database-down.sqlite3"
+    yield
+    connection.close()
+    connection.settings_dict.update(saved)

@@ -195,3 +195,21 @@ def test_other_methods_get_a_json_405(client):
         "method_not_allowed",
         "POST",
     )
+
+
+def test_a_field_sent_twice_is_refused_before_anything_is_looked_up(client, number):
+    """An attacker who places a second `To` before the signed one must not choose the number (and so
+    the account whose token checks the signature): a repeated field is a 400, whatever its order."""
+    other = PromoNumberFactory(number="+18055550161")
+    form = call_form("+18055550160")
+    signature = RequestValidator("test-auth-token").compute_signature(URL, form)
+    body = "To=%2B18055550161&" + "&".join(f"{k}={v.replace('+', '%2B')}" for k, v in form.items())
+    response = client.post(
+        "/webhooks/calls",
+        data=body,
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": signature},
+    )
+    assert response.status_code == 400 and response.json()["error"] == "repeated_field"
+    assert "To" in response.json()["detail"]
+    assert not Call.objects.exists() and other.pk
