@@ -1,7 +1,7 @@
 """Which account a signed-in person is looking at, and what they may do there.
 
 The chosen account lives in the session, but it is only a preference: every request re-checks it
-against the person's memberships (staff may look at any account), so neither a stale session nor a
+against the person's memberships (account managers may look at any account), so neither a stale session nor a
 forged form value opens another account.
 """
 
@@ -27,7 +27,7 @@ SESSION_KEY = "ringpool_account_id"
 @dataclass(frozen=True)
 class AccountAccess:
     account: Account
-    role: str | None  # the person's role in the account; None for staff looking in from outside
+    role: str | None  # the person's role in the account; None for an account manager looking in
 
     @property
     def can_edit(self) -> bool:
@@ -36,12 +36,21 @@ class AccountAccess:
 
     @property
     def role_label(self) -> str:
-        return Role(self.role).label if self.role else "Staff (read-only)"
+        return Role(self.role).label if self.role else "Account manager (read-only)"
+
+
+CUSTOMER_AREA_PERMISSION = "accounts.open_customer_area"
+
+
+def opens_every_account(user: User) -> bool:
+    """Staff with the account managers' role (or a superuser) read every account's customer pages;
+    other staff (a view-only back-office login, say) only the accounts they are members of."""
+    return user.is_active and user.is_staff and user.has_perm(CUSTOMER_AREA_PERMISSION)
 
 
 def accounts_of(user: User) -> QuerySet[Account]:
-    """The accounts a person may open: their memberships, or every account for staff."""
-    if user.is_staff:
+    """The accounts a person may open: their memberships, or every account for account managers."""
+    if opens_every_account(user):
         return Account.objects.all()
     return Account.objects.filter(memberships__user=user)
 
@@ -55,7 +64,7 @@ def access_to(user: User, account_id: Any) -> AccountAccess | None:
     membership = Membership.objects.select_related("account").filter(user=user, account_id=account_id).first()
     if membership is not None:
         return AccountAccess(account=membership.account, role=membership.role)
-    if user.is_staff:
+    if opens_every_account(user):
         account = Account.objects.filter(pk=account_id).first()
         return AccountAccess(account=account, role=None) if account else None
     return None

@@ -42,7 +42,11 @@ class Account(models.Model):
 
     class Meta:
         ordering = ["name"]
-        permissions = [("change_carrier_credentials", "Can replace the carrier credentials")]
+        permissions = [
+            ("change_carrier_credentials", "Can replace the carrier credentials"),
+            # Staff open customers' pages (read-only) only with this: the account managers' role.
+            ("open_customer_area", "Can open every account's customer pages, read-only"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -30,6 +30,7 @@ ACCOUNT_MANAGERS = StaffRole(
     group="Account managers",
     view_apps=("accounts", "ringpools", "scaling", "django_celery_beat"),
     grants=(
+        "accounts.open_customer_area",  # every account's customer pages, read-only
         "ringpools.change_ringpool",  # pool settings, through the audited services
         "scaling.change_autoscalingsettings",
         # Every field of a number is read-only in admin; this is what pinning (prune issue) will need.

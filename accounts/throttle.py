@@ -3,6 +3,8 @@ failures against it, and the visitor API's rate limits build on it."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from django.conf import settings
 from django.http import HttpRequest
 
@@ -30,3 +32,33 @@ def _without_port(address: str) -> str:
     if address.count(":") == 1:
         return address.split(":", 1)[0]
     return address
+
+
+def counted_address(address: str) -> str | None:
+    """The address as limits count it, or None when it is not an IP address.
+
+    IPv6 clients are counted per /64, the block one subscriber gets (else a single client could use a
+    fresh address per request), written as the block's first address; an IPv4-mapped IPv6 address is
+    its IPv4 address.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
+    return str(ip)
+
+
+def sign_in_address(request: HttpRequest) -> str:
+    """What sign-in throttling (django-axes, AXES_CLIENT_IP_CALLABLE) counts failures against: always
+    an IP address, as axes stores it in an IP field. A trusted proxy that reports no address
+    (`unknown`, as proxies may write) counts as the proxy itself (REMOTE_ADDR): those clients share one
+    count, which errs towards locking a guesser out, never towards a 500."""
+    return (
+        counted_address(client_ip(request))
+        or counted_address(request.META.get("REMOTE_ADDR", ""))
+        or "0.0.0.0"
+    )

@@ -194,3 +194,39 @@ def test_the_deploy_check_warns_when_password_reset_mail_goes_nowhere(settings):
     assert "accounts.W001" in found
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     assert "accounts.W001" not in [m.id for m in checks.run_checks(include_deployment_checks=True)]
+
+
+@pytest.mark.parametrize("forwarded", ["unknown", "not-an-ip", "999.1.1.1", "a" * 300, "1.2.3.4%eth0"])
+def test_a_proxy_that_reports_no_address_gets_a_sign_in_page_not_a_500(alice, settings, forwarded):
+    """Proxies write `unknown` when they do not know the client: such sign-ins still answer, and are
+    still throttled (they count against the proxy's own address)."""
+    settings.RINGPOOL_TRUSTED_PROXY_HOPS = 1
+    staff = factories.StaffFactory(username="root")
+    headers = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": forwarded}
+    admin = Client().post("/admin/login/", {"username": staff.username, "password": "wrong"}, **headers)
+    assert admin.status_code == 200 and "Please enter the correct" in admin.content.decode()
+    for attempt in range(4):
+        assert sign_in(Client(), "alice", f"guess-{attempt}", **headers).status_code == 200
+    assert sign_in(Client(), "alice", "guess-4", **headers).status_code == 429  # the fifth locks
+    assert sign_in(Client(), "alice", PASSWORD, **headers).status_code == 429
+
+
+def test_guesses_from_one_ipv6_block_count_together(alice, settings):
+    """30 addresses of one /64 are one subscriber: five wrong passwords from any of them lock it."""
+    settings.RINGPOOL_TRUSTED_PROXY_HOPS = 1
+    for n in range(5):
+        sign_in(
+            Client(),
+            "alice",
+            f"guess-{n}",
+            REMOTE_ADDR="10.0.0.2",
+            HTTP_X_FORWARDED_FOR=f"2001:db8:7:7::{n:x}",
+        )
+    again = sign_in(
+        Client(), "alice", PASSWORD, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="2001:db8:7:7:ab::99"
+    )
+    assert again.status_code == 429
+    elsewhere = sign_in(
+        Client(), "alice", PASSWORD, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="2001:db8:7:8::1"
+    )
+    assert elsewhere.status_code == 302  # the next /64 is someone else

@@ -3,12 +3,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.choices import Role
 from accounts.models import Account, Membership, User
+from accounts.roles import ACCOUNT_MANAGERS, roles_register
 from ringpools import phone
 from ringpools.choices import NumberRole, NumberState, NumberType
 from ringpools.models import Campaign, DestinationNumber, RingPool
@@ -17,9 +19,14 @@ from scaling.models import InventoryNumber
 from scaling.services import auto_scaling_settings_for, ringpool_create
 
 DEMO_PASSWORD = "ringpool-demo"
+# Back-office logins: not members of the account.
+ACCOUNT_MANAGER = "staff account manager (admin, every account's pages read-only)"
+PLATFORM_SUPERUSER = "platform superuser (admin: schedules, carrier credentials, users)"
+STAFF = {ACCOUNT_MANAGER, PLATFORM_SUPERUSER}
 PEOPLE = (
-    # username, role in the account (None: staff account manager), first name
-    ("staff", None, "Sam"),
+    # username, role in the account (or a back-office login), first name
+    ("staff", ACCOUNT_MANAGER, "Sam"),
+    ("admin", PLATFORM_SUPERUSER, "Ada"),
     ("alice", Role.SUPER_USER, "Alice"),
     ("manny", Role.MANAGER, "Manny"),
     ("mia", Role.MEMBER, "Mia"),
@@ -85,20 +92,21 @@ class Command(BaseCommand):
             },
         )
         auto_scaling_settings_for(account)
+        roles_register()  # the account managers' group, as after every migrate
+        managers = Group.objects.get(name=ACCOUNT_MANAGERS.group)
         for username, role, first_name in PEOPLE:
             user, created = User.objects.get_or_create(
-                username=username,
-                defaults={
-                    "first_name": first_name,
-                    "email": f"{username}@example.com",
-                    "is_staff": role is None,
-                    "is_superuser": role is None,
-                },
+                username=username, defaults={"first_name": first_name, "email": f"{username}@example.com"}
             )
             if created:
                 user.set_password(DEMO_PASSWORD)
-                user.save(update_fields=["password"])
-            if role is not None:
+            # Brought up to date on every run (a demo seeded before kept `staff` a superuser).
+            user.is_staff = role in STAFF
+            user.is_superuser = role == PLATFORM_SUPERUSER
+            user.save(update_fields=["password", "is_staff", "is_superuser"])
+            if role == ACCOUNT_MANAGER:
+                user.groups.add(managers)
+            elif role not in STAFF:
                 Membership.objects.get_or_create(user=user, account=account, defaults={"role": role})
         for area_code, count in INVENTORY:
             for line in range(101, 101 + count):
@@ -140,7 +148,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Demo account: {account.name} ({account.timezone})"))
         self.stdout.write(f"Logins (password for all: {DEMO_PASSWORD}):")
         for username, role, _ in PEOPLE:
-            self.stdout.write(f"  {username:<6} {'staff account manager (admin)' if role is None else role}")
+            self.stdout.write(f"  {username:<6} {role}")
         self.stdout.write(
             "Super user's page: sign in at /account/sign-in/ as alice / "
             f"{DEMO_PASSWORD}, then Settings → Network → RingPool Auto-Scaling "
