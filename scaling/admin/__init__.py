@@ -96,8 +96,8 @@ class ScalingRingPoolAdmin(PrunePreviewAdminMixin, RingPoolAdmin):
     def auto_scaling(self, pool: RingPool) -> str:
         verdict = pool_applicability(pool)
         if verdict.applies:
-            return format_html('<span style="color:#1a7f37">{}</span>', "on")
-        return format_html('<span style="color:#8c959f">off</span> <small>({})</small>', verdict.reason)
+            return format_html('<span class="scaling-on">{}</span>', "on")
+        return format_html('<span class="scaling-off">off</span> <small>({})</small>', verdict.reason)
 
     @admin.display(ordering="last_event_at", description="last scaling event")
     def last_scaling_event(self, pool: RingPool) -> str:
