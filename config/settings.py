@@ -43,17 +43,25 @@ INSTALLED_APPS = [
     "simple_history",
     "phonenumber_field",
     "axes",
+    "csp",
     "accounts",
     "ringpools",
     "scaling",
 ]
 
 MIDDLEWARE = [
+    # First: a Host header Django would refuse is answered in the endpoint's format, in one log line.
+    "ringpools.errors.HostChecked",
+    # A database that cannot answer: the designed 503, not a 500 (ringpools/errors.py).
+    "ringpools.errors.ServiceUnavailable",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "ringpools.middleware.PublicEndpointsUnavailable",  # a JSON 503 for what CORS answers itself
+    "ringpools.middleware.ApiPreflights",  # a preflight refused as its request would be
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "accounts.middleware.SignedInPagesPrivate",  # Cache-Control: private, no-store
+    "csp.middleware.CSPMiddleware",  # CONTENT_SECURITY_POLICY below
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -193,7 +201,7 @@ AXES_COOLOFF_TIME = env.float("SIGN_IN_LOCKOUT_HOURS", default=0.25)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "account/locked_out.html"
-AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip"
+AXES_CLIENT_IP_CALLABLE = "accounts.throttle.sign_in_address"  # IPv6 per /64, like the API
 AXES_VERBOSE = False
 # --- Visitor API: hand-out order, hourly figures, rate limits (docs/visitor-api.md) ------------------
 # A number handed out again only after resting this long, while rested numbers exist (SPEC §3.3):
@@ -210,7 +218,17 @@ RINGPOOL_RATE_LIMIT_URL = env(
     "RINGPOOL_RATE_LIMIT_URL",
     default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "local",
 )
+# The limits hold over any window of this length (a sliding window, ringpools/ratelimit.py).
 RINGPOOL_RATE_LIMIT_WINDOW_SECONDS = env.int("RINGPOOL_RATE_LIMIT_WINDOW_SECONDS", default=60)
+# A Redis that is slow or gone: each call waits at most this long (Redis on the same network answers
+# in well under a millisecond), and after a failure the process counts in its own memory for the
+# cool-off before asking Redis again (a circuit breaker: the API keeps its speed).
+RINGPOOL_RATE_LIMIT_REDIS_TIMEOUT_SECONDS = env.float(
+    "RINGPOOL_RATE_LIMIT_REDIS_TIMEOUT_SECONDS", default=0.05
+)
+RINGPOOL_RATE_LIMIT_REDIS_COOL_OFF_SECONDS = env.float(
+    "RINGPOOL_RATE_LIMIT_REDIS_COOL_OFF_SECONDS", default=30.0
+)
 # Per window: new visitors given a number per client address (what drains a pool), all API requests
 # per client address (an office or a carrier NAT shares one), and requests per visitor id (the tag
 # renews about once a minute; a runaway script does not).
@@ -235,6 +253,25 @@ CORS_PREFLIGHT_MAX_AGE = 86400
 CORS_EXPOSE_HEADERS = ("Retry-After",)  # the tag waits as long as a 503 or 429 asks
 
 # --- Security -------------------------------------------------------------------------------------
+# Content-Security-Policy (django-csp) on every page: scripts, styles, images and form posts from this
+# site only, no inline script or style (the pages keep theirs in static files; charts are inline SVG,
+# whose presentation attributes are not inline style), never framed. The visitor API's JSON answers
+# are left out: a policy governs documents, and the hot path needs no header it would ignore. The
+# demo landing page stands for a customer's own site and opts out (ringpools.views.demo_landing).
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,41 +1,52 @@
 """Rate limits of the public visitor API (SPEC §3.8): one client must not drain a pool.
 
-Three counters per fixed window (RINGPOOL_RATE_LIMIT_WINDOW_SECONDS): all requests per client
+Three limits over a sliding window of RINGPOOL_RATE_LIMIT_WINDOW_SECONDS: all requests per client
 address, all requests per visitor id of a pool, and new visitors given a number per client address —
-the tightest, since new-visitor claims are what drain a pool. A request over either of the first two
-is refused before the hand-out runs (the pool's settings are read first, from a per-process cache;
-requests for unknown pool keys are answered 404 without counting); a request over the third is
-refused only if it would need a new number (the hand-out is told it may not claim, and changes
-nothing).
+the tightest, since new-visitor claims are what drain a pool. Sliding: a request is allowed when fewer
+than the limit were allowed in the window that ends at its moment, so a client stays within its limit
+over any window, not only over the clock's minutes (a fixed window let one take 30 claims at the end
+of a minute and 30 more at the start of the next). Each limit keeps the moments of what it allowed,
+at most its limit of them: a sorted set per key in Redis, a deque here. A request over either of the
+first two is refused before the hand-out runs (the pool's settings are read first, from a per-process
+cache; requests for unknown pool keys are answered 404 without counting); a request over the third is
+refused only if it would need a new number (the hand-out is told it may not claim, and changes nothing).
 
-The counters live in Redis when RINGPOOL_RATE_LIMIT_URL is a redis:// URL (shared by every web
-process), in this process otherwise (the demo), or nowhere ("off"). With Redis, a process lets the
-first request of a client address and visitor id it has not seen in the window through on its own
-count and sends that count with its next call; any other request is one script call, one round trip.
-Most visitors make one or two requests a window, so most requests cost no round trip, and a client
-can exceed a limit by at most one request per web process and window. A Redis that cannot answer
-lets requests through: the limiter must never take the product down with it.
+The logs live in Redis when RINGPOOL_RATE_LIMIT_URL is a redis:// URL (shared by every web process),
+in this process otherwise (the demo), or nowhere ("off"). With Redis, a process lets the first request
+of a client address and visitor id it has not seen lately through on its own count and sends that
+moment with its next call; any other request is one script call, one round trip. Most visitors make
+one or two requests a window, so most requests cost no round trip, and a client can exceed a limit by
+at most one request per web process and window.
+
+A Redis that is slow or gone must not take the API with it: each call waits at most
+RINGPOOL_RATE_LIMIT_REDIS_TIMEOUT_SECONDS, and after a failure the process stops asking Redis for
+RINGPOOL_RATE_LIMIT_REDIS_COOL_OFF_SECONDS and counts in its own memory instead (a circuit breaker):
+per-process limits, which still stop one client draining a pool. One log line when such an episode
+starts and one when Redis answers again.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import bisect
+import itertools
 import logging
 import math
+import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
 from django.conf import settings
 from django.http import HttpRequest
 
-from accounts.throttle import client_ip
+from accounts.throttle import client_ip, counted_address
 
 log = logging.getLogger(__name__)
 PREFIX = "ringpool:rl:"
-MAX_PENDING = 1000  # counters kept for the next call while Redis does not answer
-# Counters a process sends at most with one call: a request first seen takes the round trip once this
+MAX_PENDING = 1000  # moments kept for the next call while Redis does not answer
+# Moments a process sends at most with one call: a request first seen takes the round trip once this
 # many wait, so a burst of new clients reaches Redis in batches.
 SEND_BATCH = 256
 # Clients and visitors a process remembers having seen in one window; past this, every request pays
@@ -47,7 +58,7 @@ SEEN_LIMIT = 100_000
 class Verdict:
     allowed: bool  # False: refuse the request now
     may_claim: bool  # False: refuse it if it needs a new number
-    retry_after: int  # seconds until the window turns
+    retry_after: int  # seconds until the limit that refused it allows one more
 
 
 class Limiter(Protocol):
@@ -66,157 +77,239 @@ def client_address(request: HttpRequest) -> str:
     block one subscriber gets, or a single client could use a fresh address per request.
     """
     address = client_ip(request)
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address[:64] or "unknown"
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
+    return counted_address(address) or address[:64] or "unknown"
 
 
-def _window(now: float) -> tuple[int, int]:
-    seconds = max(settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS, 1)
-    window = int(now // seconds)
-    return window, max(1, math.ceil((window + 1) * seconds - now))
+@dataclass(frozen=True)
+class _Limits:
+    window: float
+    by_address: int
+    by_visitor: int
+    claims: int
+
+    @classmethod
+    def now(cls) -> _Limits:  # read per call: a test or a deploy may change them
+        return cls(
+            window=float(max(settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS, 1)),
+            by_address=settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_ADDRESS,
+            by_visitor=settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_VISITOR,
+            claims=settings.RINGPOOL_RATE_LIMIT_NEW_VISITORS_PER_ADDRESS,
+        )
 
 
-def _verdict(requests_by_address: int, requests_by_visitor: int, claims: int, retry_after: int) -> Verdict:
-    allowed = (
-        requests_by_address <= settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_ADDRESS
-        and requests_by_visitor <= settings.RINGPOOL_RATE_LIMIT_REQUESTS_PER_VISITOR
-    )
-    may_claim = claims < settings.RINGPOOL_RATE_LIMIT_NEW_VISITORS_PER_ADDRESS
-    return Verdict(allowed=allowed, may_claim=may_claim, retry_after=retry_after)
+def _seconds(wait: float) -> int:
+    """Retry-After: whole seconds, at least one."""
+    return max(1, math.ceil(wait))
+
+
+def _wait(moments: deque[float], limit: int, window: float, now: float) -> float:
+    """How long until a log full at `limit` allows one more: until the moment that makes it full
+    leaves the window. 0 when it is not full."""
+    if len(moments) < limit:
+        return 0.0
+    if limit <= 0:
+        return window
+    return moments[len(moments) - limit] + window - now
 
 
 class LocalLimiter:
-    """Counters in this process: enough for the demo's single web process."""
+    """The logs in this process: the demo's single web process, and the fallback while Redis is out."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._window = -1
-        self._counts: dict[str, int] = {}
+        self._logs: dict[str, deque[float]] = {}
+        self._swept_at = 0.0
 
-    def _add(self, window: int, key: str, amount: int) -> int:
-        if window != self._window:
-            self._window, self._counts = window, {}  # old windows are over: forget them
-        self._counts[key] = self._counts.get(key, 0) + amount
-        return self._counts[key]
+    def _log(self, key: str, since: float) -> deque[float]:
+        moments = self._logs.get(key)
+        if moments is None:
+            moments = self._logs[key] = deque()
+        while moments and moments[0] <= since:
+            moments.popleft()
+        return moments
+
+    def _sweep(self, now: float, window: float) -> None:
+        """Once a window, forget the keys with nothing left in it (bounded memory under a flood)."""
+        if now - self._swept_at < window:
+            return
+        self._swept_at = now
+        self._logs = {key: m for key, m in self._logs.items() if m and m[-1] > now - window}
+
+    @staticmethod
+    def _add(moments: deque[float], now: float) -> None:
+        if moments and now < moments[-1]:  # a thread that took its moment before another's
+            bisect.insort(moments, now)
+        else:
+            moments.append(now)
 
     def check(self, *, address: str, visitor: str, now: float) -> Verdict:
-        window, retry_after = _window(now)
+        limits = _Limits.now()
+        since = now - limits.window
         with self._lock:
-            by_address = self._add(window, f"a:{address}", 1)
-            by_visitor = self._add(window, f"v:{visitor}", 1)
-            claims = self._add(window, f"c:{address}", 0)
-        return _verdict(by_address, by_visitor, claims, retry_after)
+            self._sweep(now, limits.window)
+            by_address = self._log(f"a:{address}", since)
+            by_visitor = self._log(f"v:{visitor}", since)
+            claims = self._log(f"c:{address}", since)
+            wait = max(
+                _wait(by_address, limits.by_address, limits.window, now),
+                _wait(by_visitor, limits.by_visitor, limits.window, now),
+            )
+            allowed = wait == 0
+            if allowed:
+                self._add(by_address, now)
+                self._add(by_visitor, now)
+                wait = _wait(claims, limits.claims, limits.window, now)
+            may_claim = len(claims) < limits.claims
+        return Verdict(allowed=allowed, may_claim=may_claim, retry_after=_seconds(wait))
 
     def claimed(self, *, address: str, now: float) -> None:
-        window, _ = _window(now)
+        since = now - _Limits.now().window
         with self._lock:
-            self._add(window, f"c:{address}", 1)
+            self._add(self._log(f"c:{address}", since), now)
 
     def reset(self) -> None:
         with self._lock:
-            self._window, self._counts = -1, {}
+            self._logs, self._swept_at = {}, 0.0
 
 
-# One call per request: count the request by address and by visitor, add the claims this process
-# made since its last call, read the address's claims. KEYS: by address, by visitor, claims, then
-# pending claim counters; ARGV: the counters' time to live, then the pending claims' counts.
+# One call per request. Adds the moments this process allowed on its own since its last call (first
+# sights, claims), drops what left the window, and allows the request if both request logs have room,
+# adding its moment to both. KEYS: requests by address, by visitor, claims by address, then one key
+# per pending moment; ARGV: now, window, the three limits, this request's member, then (moment,
+# member) per pending moment. Returns: allowed, may claim, seconds until allowed, until it may claim.
 COUNT_SCRIPT = """
-local ttl = tonumber(ARGV[1])
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local since, ttl = now - window, math.ceil(window * 1000)
 for i = 4, #KEYS do
-    redis.call('INCRBY', KEYS[i], ARGV[i - 2])
-    redis.call('EXPIRE', KEYS[i], ttl)
+    local j = 7 + (i - 4) * 2
+    redis.call('ZADD', KEYS[i], ARGV[j], ARGV[j + 1])
+    redis.call('PEXPIRE', KEYS[i], ttl)
 end
-local by_address = redis.call('INCR', KEYS[1])
-if by_address == 1 then redis.call('EXPIRE', KEYS[1], ttl) end
-local by_visitor = redis.call('INCR', KEYS[2])
-if by_visitor == 1 then redis.call('EXPIRE', KEYS[2], ttl) end
-return {by_address, by_visitor, tonumber(redis.call('GET', KEYS[3]) or '0')}
+local function wait(key, limit)
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', since)
+    local n = redis.call('ZCARD', key)
+    if n < limit then return 0 end
+    if limit <= 0 then return window end
+    local full = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
+    return tonumber(full[2]) + window - now
+end
+local wait_request = math.max(wait(KEYS[1], tonumber(ARGV[3])), wait(KEYS[2], tonumber(ARGV[4])))
+local wait_claim = wait(KEYS[3], tonumber(ARGV[5]))
+if wait_request == 0 then
+    for i = 1, 2 do
+        redis.call('ZADD', KEYS[i], now, ARGV[6])
+        redis.call('PEXPIRE', KEYS[i], ttl)
+    end
+end
+local allowed, may_claim = wait_request == 0 and 1 or 0, wait_claim == 0 and 1 or 0
+return {allowed, may_claim, tostring(wait_request), tostring(wait_claim)}
 """
 
 
 class RedisLimiter:
-    """Counters in Redis, shared by every web process: one script call (EVALSHA) per request.
+    """The logs in Redis, shared by every web process: one script call (EVALSHA) per request.
 
-    One command rather than a pipeline of five: the client's cost per request is what the rate limit
-    adds to the hand-out, and a pipeline's bookkeeping cost several times the round trip. All keys of
-    one call must live on one Redis node: Redis Cluster is not supported.
+    One command rather than a pipeline: the client's cost per request is what the rate limit adds to
+    the hand-out, and a pipeline's bookkeeping cost several times the round trip. All keys of one call
+    must live on one Redis node: Redis Cluster is not supported.
     """
 
     def __init__(self, url: str) -> None:
         import redis
 
-        client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        timeout = settings.RINGPOOL_RATE_LIMIT_REDIS_TIMEOUT_SECONDS
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._redis = client
         self._script = client.register_script(COUNT_SCRIPT)
         # One connection of this process, used directly: the client's per-command machinery (a
         # connection pool checkout, retries, reply callbacks) cost more than the round trip.
         self._connection = client.connection_pool.make_connection()
         self._lock = threading.Lock()
-        self._warned_at = 0.0
-        # Counts not yet in Redis, sent with this process's next call: claims (no second round trip
-        # per claim) and the requests let through on first sight. Only the current window's.
-        self._pending: dict[str, int] = {}
-        # Addresses and visitors this process has counted in the current window.
-        self._window = -1
+        # Moments not yet in Redis, sent with this process's next call: claims (no second round trip
+        # per claim) and the requests let through on first sight.
+        self._pending: list[tuple[str, float, str]] = []
+        # Addresses and visitors this process has counted in the current stretch of one window.
+        self._stretch = -1
         self._seen: set[str] = set()
+        # Members must be unique within a key: this process's token and a counter.
+        self._token = secrets.token_hex(4)
+        self._serial = itertools.count()
+        # The circuit breaker: while `_open_until` (time.monotonic) is ahead, Redis is not asked and
+        # `_fallback` counts; `_failing_since` marks an episode, logged at its start and its end.
+        self._fallback = LocalLimiter()
+        self._open_until = 0.0
+        self._failing_since: float | None = None
 
-    def _keys(self, window: int, address: str) -> tuple[str, str]:
-        return f"{PREFIX}{window}:a:{address}", f"{PREFIX}{window}:c:{address}"
+    def _member(self) -> str:
+        return f"{self._token}:{next(self._serial)}"
 
     def check(self, *, address: str, visitor: str, now: float) -> Verdict:
-        window, retry_after = _window(now)
-        by_address, claims = self._keys(window, address)
-        by_visitor = f"{PREFIX}{window}:v:{visitor}"
-        ttl = 2 * max(settings.RINGPOOL_RATE_LIMIT_WINDOW_SECONDS, 1)
+        limits = _Limits.now()
+        by_address, by_visitor = f"{PREFIX}a:{address}", f"{PREFIX}v:{visitor}"
+        claims = f"{PREFIX}c:{address}"
         with self._lock:
-            self._turn(window)
-            # A request of a window this process has left (a thread that started before the turn)
-            # is counted in Redis, never on sight.
+            if time.monotonic() < self._open_until:
+                return self._fallback.check(address=address, visitor=visitor, now=now)
+            stretch = int(now // limits.window)
+            if stretch > self._stretch:  # only forward: a late thread must not forget the current one
+                self._stretch, self._seen = stretch, set()
             first_sight = (
-                window == self._window and by_address not in self._seen and by_visitor not in self._seen
+                stretch == self._stretch
+                and by_address not in self._seen
+                and by_visitor not in self._seen
+                and len(self._seen) < SEEN_LIMIT
             )
-            if window == self._window and len(self._seen) < SEEN_LIMIT:
+            if stretch == self._stretch and len(self._seen) < SEEN_LIMIT:
                 self._seen.update((by_address, by_visitor))
-            else:
-                first_sight = False
+            member = self._member()
             if first_sight and len(self._pending) < SEND_BATCH:
-                # Neither was counted here this window: count one request of each, to be sent with
-                # the next call. Other processes' counts are unknown until then, so each process
+                # Neither was counted here lately: allowed on this process's word, its moment sent
+                # with the next call. Other processes' counts are unknown until then, so each process
                 # lets at most one request of a client or visitor through unseen per window.
-                for key in (by_address, by_visitor):
-                    self._pending[key] = self._pending.get(key, 0) + 1
-                return _verdict(1, 1, 0, retry_after)
-            pending, self._pending = self._pending, {}
-            keys = [by_address, by_visitor, claims, *pending]
+                self._pending += [(by_address, now, member), (by_visitor, now, member)]
+                return Verdict(allowed=True, may_claim=True, retry_after=1)
+            pending, self._pending = self._pending, []
+            keys = [by_address, by_visitor, claims, *(key for key, _, _ in pending)]
+            args: list[object] = [
+                now,
+                limits.window,
+                limits.by_address,
+                limits.by_visitor,
+                limits.claims,
+                member,
+            ]
+            for _, moment, each in pending:
+                args += [moment, each]
             try:
-                counted_address, counted_visitor, counted_claims = self._count(keys, [ttl, *pending.values()])
-            except Exception as error:  # redis.RedisError, OSError: let the request through
-                # Not counted yet: send them with the next call (this window's only, as verdicts read
-                # no other; bounded, so an outage leaves no backlog behind it). A reply that timed
-                # out after Redis ran the script counts them twice: early refusals, never a hole.
-                for key, count in pending.items():
-                    if len(self._pending) < MAX_PENDING:
-                        self._pending[key] = self._pending.get(key, 0) + count
-                self._warn(error)
-                return Verdict(allowed=True, may_claim=True, retry_after=retry_after)
-        return _verdict(counted_address, counted_visitor, counted_claims, retry_after)
+                allowed, may_claim, wait_request, wait_claim = self._count(keys, args)
+            except Exception as error:  # redis.RedisError, OSError: count here for a while
+                # Not sent: kept for the call after the cool-off (bounded; moments that have left
+                # the window by then are dropped by the script). A reply that timed out after Redis
+                # ran the script counts them twice: early refusals, never a hole.
+                self._pending = (pending + self._pending)[:MAX_PENDING]
+                self._trip(error)
+                return self._fallback.check(address=address, visitor=visitor, now=now)
+            if self._failing_since is not None:
+                log.warning(
+                    "Redis answers the rate limits again after %.0f s; limits are shared again",
+                    time.monotonic() - self._failing_since,
+                )
+                self._failing_since = None
+        wait = float(wait_request) if not allowed else float(wait_claim)
+        return Verdict(allowed=bool(allowed), may_claim=bool(may_claim), retry_after=_seconds(wait))
 
-    def _turn(self, window: int) -> None:
-        """A new window: forget who was seen, and counts no verdict will read again. Only forward:
-        a late call with an earlier moment must not wipe the current window's counts."""
-        if window > self._window:
-            current = f"{PREFIX}{window}:"
-            self._window, self._seen = window, set()
-            self._pending = {key: n for key, n in self._pending.items() if key.startswith(current)}
+    def _trip(self, error: Exception) -> None:
+        cool_off = settings.RINGPOOL_RATE_LIMIT_REDIS_COOL_OFF_SECONDS
+        self._open_until = time.monotonic() + cool_off
+        if self._failing_since is None:  # once per episode, not once a request
+            self._failing_since = time.monotonic()
+            log.warning(
+                "rate limits counted in this process (Redis: %s); Redis asked again every %s s",
+                error,
+                cool_off,
+            )
 
-    def _count(self, keys: list[str], args: list[int]) -> list[int]:
+    def _count(self, keys: list[str], args: list[object]) -> list:
         """EVALSHA on this process's connection; the script is loaded when Redis does not know it."""
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import NoScriptError
@@ -244,21 +337,18 @@ class RedisLimiter:
             raise
 
     def claimed(self, *, address: str, now: float) -> None:
-        window, _ = _window(now)
-        _, claims = self._keys(window, address)
         with self._lock:
-            self._turn(window)
-            self._pending[claims] = self._pending.get(claims, 0) + 1
+            if time.monotonic() < self._open_until:
+                self._fallback.claimed(address=address, now=now)
+                return
+            if len(self._pending) < MAX_PENDING:
+                self._pending.append((f"{PREFIX}c:{address}", now, self._member()))
 
     def reset(self) -> None:
         keys = list(self._redis.scan_iter(match=f"{PREFIX}*", count=1000))
         if keys:
             self._redis.delete(*keys)
-
-    def _warn(self, error: Exception) -> None:
-        if time.monotonic() - self._warned_at > 60:  # once a minute, not once a request
-            self._warned_at = time.monotonic()
-            log.warning("rate limits not counted (Redis: %s); requests let through", error)
+        self._fallback.reset()
 
 
 class NoLimiter:
