@@ -13,6 +13,10 @@ class JobLock(IntEnum):
     COMPACT_HOURLY_FIGURES = 7_001
     # 7_002 is retired (growth takes each pool by compare-and-swap, no job lock): do not reuse it.
     PRUNE_RINGPOOLS = 7_003
+    PURGE_LEASES = 7_004
+    CARRIER_NUMBERS_RECONCILE = 7_005
+    # The carrier's concurrency slots: (7_100, 0 … RINGPOOL_CARRIER_CONCURRENCY - 1).
+    CARRIER_SLOTS = 7_100
 
 
 @contextmanager
@@ -51,3 +55,26 @@ def job_session_lock(key: JobLock) -> Iterator[bool]:
         if acquired:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [int(key)])
+
+
+@contextmanager
+def carrier_slot(slots: int) -> Iterator[bool]:
+    """One of `slots` places for a carrier call at once across every process, or False when all are
+    taken (the caller waits its turn). PostgreSQL: session advisory locks (7_100, n), freed at the
+    end of the block or with a dead process's connection. SQLite (the demo, one worker): always one."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    held = None
+    with connection.cursor() as cursor:
+        for slot in range(max(slots, 1)):
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [int(JobLock.CARRIER_SLOTS), slot])
+            if cursor.fetchone()[0]:
+                held = slot
+                break
+    try:
+        yield held is not None
+    finally:
+        if held is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [int(JobLock.CARRIER_SLOTS), held])

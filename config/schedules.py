@@ -27,7 +27,19 @@ SCHEDULES: tuple[Schedule, ...] = (
         name="Reconcile carrier orders",
         task="scaling.tasks.reconcile_carrier_orders",
         crontab={"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
-        description="Finishes carrier purchases and releases whose answer was lost (time-out, crash).",
+        description="Hands pending carrier orders (back-off over, worker died) to the carrier workers.",
+    ),
+    Schedule(
+        name="Reconcile carrier numbers",
+        task="scaling.tasks.reconcile_carrier_numbers",
+        crontab={"minute": "23", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
+        description="Compares the carrier's list of our numbers with ours; releases orphans, drops phantoms.",
+    ),
+    Schedule(
+        name="Purge old leases",
+        task="ringpools.tasks.purge_old_leases",
+        crontab={"minute": "37", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
+        description="Deletes leases past RINGPOOL_LEASE_RETENTION_DAYS, in small batches.",
     ),
     Schedule(
         name="Grow RingPools",

@@ -151,15 +151,33 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # Longer than the longest retry back-off and countdown, or Redis redelivers a running task.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+    # With late acks, a task whose worker died is delivered again once this has passed since it was
+    # sent: shorter than the growth pace (5 minutes), so a killed worker delays a purchase by minutes,
+    # not hours; longer than any task of ours runs (carrier tasks carry at most RELEASES_PER_TASK calls)
+    # and than any countdown we set. A task delivered twice is harmless: every task is idempotent.
+    # Every worker looks for such messages every 10 s (kombu's default: every 100 s, 10 s x 10).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=120),
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+    }
 CELERY_TASK_IGNORE_RESULT = True
+# Every task of ours may run twice (see scaling/tasks.py): acknowledge after the work, and give the
+# message back when the worker process dies, so no task is lost with its worker.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Carrier calls (seconds each) go to their own queue, so that Beat's passes never wait behind a
+# thousand purchases; bin/demo's single worker reads both, production runs a worker pool per queue.
+CELERY_TASK_ROUTES = {
+    "scaling.tasks.run_carrier_orders": {"queue": "carrier"},
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's scheduler behind a leader lease: a second Beat stands by (scaling/jobs/beat.py).
+CELERY_BEAT_SCHEDULER = "scaling.jobs.beat:LeaderScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # --- Product --------------------------------------------------------------------------------------
@@ -170,6 +188,16 @@ RINGPOOL_CARRIER = env("RINGPOOL_CARRIER", default="inventory")
 TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
 RINGPOOL_CARRIER_TIMEOUT_SECONDS = env.float("RINGPOOL_CARRIER_TIMEOUT_SECONDS", default=10.0)
+# At most this many carrier calls at once across every worker (Twilio answers 429 past its account's
+# concurrency limit); a carrier task finding every slot taken waits its turn. PostgreSQL only.
+RINGPOOL_CARRIER_CONCURRENCY = env.int("RINGPOOL_CARRIER_CONCURRENCY", default=10)
+# A process working on a carrier order holds it this long; then another may take it over (longer than
+# an attempt's carrier calls take: a few calls of RINGPOOL_CARRIER_TIMEOUT_SECONDS at most).
+RINGPOOL_CARRIER_CLAIM_SECONDS = env.int("RINGPOOL_CARRIER_CLAIM_SECONDS", default=120)
+# The active Beat renews its lease at every tick (5 s); a standby takes over once it lapsed this long.
+RINGPOOL_BEAT_LEASE_SECONDS = env.int("RINGPOOL_BEAT_LEASE_SECONDS", default=30)
+# The inventory carrier answers each call after this long (benchmarks: a real carrier takes ~1 s).
+RINGPOOL_INVENTORY_LATENCY_SECONDS = env.float("RINGPOOL_INVENTORY_LATENCY_SECONDS", default=0.0)
 # Public base URL the carrier posts webhooks to (signatures cover the exact URL). Empty: the request's.
 RINGPOOL_PUBLIC_BASE_URL = env("RINGPOOL_PUBLIC_BASE_URL", default="")
 # Each web process keeps a pool's hand-out settings this long (a query saved per request); admin
@@ -177,6 +205,10 @@ RINGPOOL_PUBLIC_BASE_URL = env("RINGPOOL_PUBLIC_BASE_URL", default="")
 RINGPOOL_POOL_CACHE_SECONDS = env.int("RINGPOOL_POOL_CACHE_SECONDS", default=5)
 # A call this long after a lease ended is still attributed to its last holder, marked "late".
 RINGPOOL_LATE_CALL_GRACE_SECONDS = env.int("RINGPOOL_LATE_CALL_GRACE_SECONDS", default=15 * 60)
+# Leases (who was shown which number, with the page and its parameters: visitor data) are deleted this
+# many days after they ended; calls keep their own record. Never shorter than what the rules read back
+# (ringpools/retention.py says how far: the month-end prune's 30 days).
+RINGPOOL_LEASE_RETENTION_DAYS = env.int("RINGPOOL_LEASE_RETENTION_DAYS", default=90)
 
 # --- Customer area: sign-in, password reset, sign-in throttling (issue 8) -------------------------
 LOGIN_URL = "account-login"

@@ -11,6 +11,7 @@ from phonenumber_field.modelfields import PhoneNumberField
 from simple_history.models import HistoricalRecords
 
 from accounts.models import Account
+from ringpools import phone
 from ringpools.choices import CallAttribution, NumberRole, NumberState, NumberType, OverflowMode
 
 NEVER_LEASED = datetime(2000, 1, 1, tzinfo=UTC)
@@ -75,7 +76,11 @@ class RingPool(models.Model):
     number_type = models.CharField(max_length=12, choices=NumberType.choices, default=NumberType.LOCAL)
     area_code = models.CharField("preferred area code", max_length=5, blank=True)
     region = models.CharField(
-        "preferred region", max_length=80, blank=True, help_text='e.g. "CA" or "Santa Barbara, CA"'
+        "preferred region",
+        max_length=80,
+        blank=True,
+        validators=[phone.validate_region],
+        help_text='A US state, e.g. "CA", "California" or "Santa Barbara, CA". Empty: the area code\'s.',
     )
     lease_seconds = models.PositiveIntegerField(
         default=1800, help_text="How long a visitor keeps a number without renewing (sliding)."

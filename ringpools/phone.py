@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
+from django.core.exceptions import ValidationError
 from phonenumbers import PhoneNumberType, geocoder
 
 from ringpools.choices import NumberType
@@ -63,6 +64,49 @@ US_STATES = {
     "Wisconsin": "WI",
     "Wyoming": "WY",
 }
+
+
+STATE_CODES = frozenset(US_STATES.values())
+_STATE_NAMES = {name.casefold(): code for name, code in US_STATES.items()}
+
+
+def state_of(region: str) -> str:
+    """The US state code a region names, written as people write it: "CA", "ca", "California",
+    "Santa Barbara, CA", "Santa Barbara, California", "Santa Barbara CA"; "" when it names none."""
+    text = " ".join(region.replace(".", "").split())
+    if not text:
+        return ""
+    candidates = [text.rpartition(",")[2].strip(), text, text.split()[-1]]
+    for candidate in candidates:
+        if candidate.upper() in STATE_CODES and len(candidate) == 2:
+            return candidate.upper()
+        if candidate.casefold() in _STATE_NAMES:
+            return _STATE_NAMES[candidate.casefold()]
+    return ""
+
+
+def validate_region(value: str) -> None:
+    """A pool's region must name a US state (growth matches numbers on it), in any of the ways
+    `state_of` reads."""
+    if value.strip() and not state_of(value):
+        raise ValidationError(
+            'Name a US state: "CA", "California" or "Santa Barbara, CA" (%(value)s names none).',
+            params={"value": value},
+            code="region_not_a_state",
+        )
+
+
+@lru_cache(maxsize=1024)
+def state_of_area_code(area_code: str) -> str:
+    """The US state a North American area code serves, from phonenumbers' geocoder ("805" → "CA");
+    "" for an area code outside the US states or unknown to it."""
+    if len(area_code) != 3 or not area_code.isdigit():
+        return ""
+    try:
+        parsed = phonenumbers.parse(f"+1{area_code}5550100")  # a fictional line in that area code
+    except phonenumbers.NumberParseException:
+        return ""
+    return state_of(geocoder.description_for_number(parsed, "en"))
 
 
 class InvalidPhoneNumber(ValueError):

@@ -6,8 +6,9 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from config.locks import JobLock, job_lock
+from config.locks import JobLock, job_lock, job_session_lock
 from ringpools.figures import figures_compact
+from ringpools.retention import leases_purge
 
 log = logging.getLogger(__name__)
 
@@ -23,3 +24,23 @@ def compact_hourly_figures() -> int:
         removed = figures_compact(before=timezone.now() - timedelta(minutes=5))
     log.info("compact_hourly_figures: folded %d shard rows", removed)
     return removed
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def purge_old_leases() -> int:
+    """Deletes leases past their retention, in small batches; one run at a time (a lock)."""
+    with job_session_lock(JobLock.PURGE_LEASES) as acquired:
+        if not acquired:
+            log.info("purge_old_leases: another worker is at it")
+            return 0
+        report = leases_purge(now=timezone.now(), budget_seconds=60)
+    if report.deleted:
+        log.info(
+            "purge_old_leases: deleted %d leases ended before %s in %d batches (%.1f s)%s",
+            report.deleted,
+            report.before.isoformat(),
+            report.batches,
+            report.seconds,
+            "" if report.complete else "; more left for the next run",
+        )
+    return report.deleted

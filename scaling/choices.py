@@ -27,6 +27,7 @@ class Trigger(models.TextChoices):
     GROWTH = "growth", "Auto-scaling growth"
     PRUNE = "prune", "Month-end prune"
     SETUP = "setup", "Pool set-up"
+    RECONCILE = "reconcile", "Reconciliation with the carrier"
 
 
 class GrowthMode(models.TextChoices):

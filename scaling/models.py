@@ -68,15 +68,13 @@ class PoolGrowth(models.Model):
     `scaling_on_since` is when a grow pass first saw auto-scaling apply to the pool (feature, scope,
     pool flag, pool active), cleared by the pass that sees it no longer apply: overflows from before
     do not count. `last_grown_at` is the decision record: a pass takes a pool's growth by
-    compare-and-swap on it, so two passes at once grow a pool once.
+    compare-and-swap on it, in the transaction that queues the growth's purchase orders, so any
+    number of passes at once grow a pool once and no decision exists without its orders.
     """
 
     pool = models.OneToOneField(RingPool, on_delete=models.CASCADE, primary_key=True, related_name="growth")
     scaling_on_since = models.DateTimeField(null=True, blank=True)
     last_grown_at = models.DateTimeField(null=True, blank=True)
-    # Growth failed at the carrier (no number anywhere, refused, no answer): retry from then on.
-    failures = models.PositiveIntegerField(default=0)
-    retry_at = models.DateTimeField(null=True, blank=True)
     # Set when a `cap_reached` event was recorded; cleared when the pool is below its maximum again,
     # so the event is recorded once per episode, not once a pass.
     capped_since = models.DateTimeField(null=True, blank=True)
@@ -95,7 +93,11 @@ class ScalingEvent(models.Model):
     """The audit trail of pool numbers and scaling decisions. Append-only: never edited or deleted."""
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="scaling_events")
-    pool = models.ForeignKey(RingPool, on_delete=models.PROTECT, related_name="scaling_events")
+    # No index of its own: scalingevent_pool_latest (pool, -created_at) serves every lookup by pool,
+    # and each index is written once per event (a month-end prune writes 100,000s at once).
+    pool = models.ForeignKey(
+        RingPool, on_delete=models.PROTECT, related_name="scaling_events", db_index=False
+    )
     number = models.ForeignKey(
         PromoNumber, null=True, blank=True, on_delete=models.PROTECT, related_name="scaling_events"
     )
@@ -103,8 +105,14 @@ class ScalingEvent(models.Model):
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     reason = models.CharField(max_length=300)
     figures = models.JSONField(default=dict, blank=True, help_text="The facts behind the decision.")
+    # Not indexed: nothing lists events by actor (deleting a user, which scans, is rare).
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     created_at = models.DateTimeField(db_index=True)
 
@@ -148,8 +156,10 @@ class CarrierOrder(models.Model):
         PromoNumber, null=True, blank=True, on_delete=models.PROTECT, related_name="carrier_orders"
     )
     role = models.CharField(max_length=10, choices=NumberRole.choices, default=NumberRole.ROTATING)
+    # Unique by a constraint rather than unique=True: the latter adds a second (LIKE) index on
+    # PostgreSQL that no query uses and every order writes.
     request_id = models.CharField(
-        max_length=64, unique=True, help_text="Our idempotency key; the friendly name at the carrier."
+        max_length=64, help_text="Our idempotency key; the friendly name at the carrier."
     )
     offer = models.JSONField(default=dict, blank=True, help_text="Purchase: the number the carrier offered.")
     carrier_ref = models.CharField("carrier reference", max_length=64, blank=True)
@@ -157,7 +167,12 @@ class CarrierOrder(models.Model):
     reason = models.CharField(max_length=300)
     figures = models.JSONField(default=dict, blank=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=300, blank=True)
@@ -178,6 +193,7 @@ class CarrierOrder(models.Model):
             ),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["request_id"], name="carrierorder_request_id_unique"),
             models.CheckConstraint(condition=Q(kind__in=OrderKind.values), name="carrierorder_kind_valid"),
             models.CheckConstraint(condition=Q(state__in=OrderState.values), name="carrierorder_state_valid"),
             models.CheckConstraint(
@@ -259,3 +275,58 @@ class InventoryNumber(models.Model):
 
     def __str__(self) -> str:
         return str(self.number)
+
+
+class BeatProcess(models.Model):
+    """A running Beat, seen at each of its ticks. The one holding the lease sends the periodic tasks;
+    any other stands by and takes over when the lease lapses (scaling/jobs/beat.py)."""
+
+    holder = models.CharField(max_length=120, unique=True, help_text="host:pid:token")
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+    leading_since = models.DateTimeField(null=True, blank=True, help_text="Empty while standing by.")
+
+    class Meta:
+        ordering = ["-seen_at"]
+        verbose_name = "Beat process"
+        verbose_name_plural = "Beat processes"
+
+    def __str__(self) -> str:
+        return self.holder
+
+
+class BeatLease(models.Model):
+    """The single lease that makes one Beat the active one: held by renewing it before it expires."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    holder = models.CharField(max_length=120)
+    acquired_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="beatlease_single_row")]
+
+    def __str__(self) -> str:
+        return f"Held by {self.holder} until {self.expires_at:%H:%M:%S}"
+
+
+class JobRun(models.Model):
+    """The last run of each periodic task, as the workers saw it (one row per task, kept current)."""
+
+    task = models.CharField(max_length=120, unique=True)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_succeeded_at = models.DateTimeField(null=True, blank=True)
+    last_outcome = models.CharField(max_length=10, blank=True, help_text='"ok" or "failed"')
+    last_error = models.CharField(max_length=300, blank=True)
+    last_result = models.CharField(max_length=100, blank=True)
+    last_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    runs = models.PositiveBigIntegerField(default=0)
+    failures = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["task"]
+        verbose_name = "periodic task run"
+
+    def __str__(self) -> str:
+        return self.task

@@ -6,7 +6,7 @@ Every change to a pool's numbers, size or settings goes through a service here a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime
@@ -22,10 +22,15 @@ from ringpools.choices import NumberRole, NumberState, NumberType, OverflowMode
 from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
 from scaling.audit import scaling_event_record
 from scaling.choices import EventKind, OrderState, Scope, Trigger
-from scaling.models import AutoScalingSettings
-from scaling.supply.carrier import Carrier, CarrierError, TransientCarrierError, get_carrier
-from scaling.supply.choice import NumberChoice, number_choose
-from scaling.supply.outbox import Removal, carrier_orders_run, numbers_release_begin, purchase_order_place
+from scaling.models import AutoScalingSettings, CarrierOrder
+from scaling.supply.carrier import Carrier, get_carrier
+from scaling.supply.outbox import (
+    Removal,
+    carrier_orders_run,
+    numbers_release_begin,
+    purchase_order_run,
+    purchase_orders_queue,
+)
 
 
 def auto_scaling_settings_for(account: Account) -> AutoScalingSettings:
@@ -208,60 +213,55 @@ class NumberPurchase:
     failure: str = ""
 
 
+def pool_numbers_order(
+    *,
+    pool: RingPool,
+    figures: Sequence[dict[str, Any]],
+    trigger: str,
+    reason: str,
+    role: str = NumberRole.ROTATING,
+    actor: User | None = None,
+    now: datetime | None = None,
+) -> list[CarrierOrder]:
+    """Order one number for the pool per item of `figures`: pending purchase orders in the carrier
+    outbox, which `carrier_orders_run` (here and now) or the carrier tasks (fanned out over workers)
+    carry out; each records a NUMBER_ADDED event when its number joins the pool, or FAILED events
+    saying why not yet. Joins the caller's transaction, so growth commits its decision with its orders.
+    `reason` may hold `MATCH_SLOT`, worded at purchase from the number chosen (same area code...)."""
+    return purchase_orders_queue(
+        pool=pool, figures=figures, trigger=trigger, reason=reason, role=role, actor=actor, now=now
+    )
+
+
 def pool_number_add(
     *,
     pool: RingPool,
     trigger: str,
-    reason: str | Callable[[NumberChoice], str],
+    reason: str,
     role: str = NumberRole.ROTATING,
     actor: User | None = None,
     figures: dict[str, Any] | None = None,
     carrier: Carrier | None = None,
     now: datetime | None = None,
 ) -> NumberPurchase:
-    """Buy a number from the carrier and put it in the pool, through the outbox (a purchase whose
-    answer is lost is finished by reconciliation, never bought twice). Staff, pool set-up, growth and
-    the demo all buy here. `reason` may be worded from the number chosen (same area code, fallback...).
+    """Buy a number for the pool now, through the outbox (a purchase whose answer is lost is
+    finished by reconciliation, never bought twice). Staff, pool set-up and the demo buy here.
 
     Call it outside any transaction: the carrier is never called while the database holds locks.
     """
     now = now or timezone.now()
-    carrier = carrier or get_carrier()
-    figures = dict(figures or {})
-
-    def failed(why: str, error: CarrierError | None) -> NumberPurchase:
-        scaling_event_record(
-            account_id=pool.account_id,
-            pool_id=pool.pk,
-            kind=EventKind.FAILED,
-            trigger=trigger,
-            actor=actor,
-            now=now,
-            figures={**figures, "transient": isinstance(error, TransientCarrierError)},
-            reason=why,
-        )
-        return NumberPurchase(failure=why)
-
-    try:
-        choice = number_choose(pool=pool, carrier=carrier)
-    except CarrierError as error:
-        return failed(f"carrier search failed: {error}", error)
-    if choice is None:
-        return failed("the carrier has no number to offer", None)
-    figures["match"] = choice.match
-    order = purchase_order_place(
+    (order,) = pool_numbers_order(
         pool=pool,
-        available=choice.available,
-        carrier=carrier,
+        figures=[dict(figures or {})],
         trigger=trigger,
-        reason=reason if isinstance(reason, str) else reason(choice),
+        reason=reason,
         role=role,
-        figures=figures,
         actor=actor,
         now=now,
     )
+    order = purchase_order_run(order, carrier=carrier or get_carrier(), now=now)
     if order.state == OrderState.PENDING:
-        return NumberPurchase(pending=True)
+        return NumberPurchase(pending=True, failure=order.last_error)
     if order.state == OrderState.DONE and order.number is not None:
         if order.number.state == NumberState.ACTIVE:
             return NumberPurchase(number=order.number)

@@ -1,46 +1,99 @@
-"""Celery tasks of the scaling app: each loads, calls one service, and decides about retries."""
+"""Celery tasks of the scaling app: each loads, calls one service, and decides about retries.
+
+Every task here may run twice, at once or after a redelivery (late acks, a worker killed, two Beats
+for a moment): each takes its work by compare-and-swap or a lock, so a copy finds nothing left to do.
+Beat's passes only decide and queue; the carrier's seconds-long calls run in `run_carrier_orders`, on
+the `carrier` queue, fanned out over the workers and at most RINGPOOL_CARRIER_CONCURRENCY at once.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
-from celery import shared_task
+from celery import Task, shared_task
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from config.locks import JobLock, job_session_lock
+from config.locks import JobLock, carrier_slot, job_session_lock
 from scaling.choices import OrderState
 from scaling.growth.run import ringpools_grow
 from scaling.models import CarrierOrder
 from scaling.pruning.run import ringpools_prune
-from scaling.supply.outbox import carrier_orders_reconcile, carrier_orders_run
+from scaling.supply.outbox import carrier_order_run, carrier_orders_dispatch
+from scaling.supply.reconcile import carrier_numbers_reconcile
 
 log = logging.getLogger(__name__)
+
+# Orders per carrier task: a few seconds of carrier calls each, far inside the visibility timeout.
+ORDERS_PER_TASK = 5
+# A carrier task finding every slot taken tries again after this long.
+SLOT_WAIT_SECONDS = 2
+
+
+def carrier_orders_queue(order_ids: Sequence[int]) -> None:
+    """Hand orders to the carrier workers once the transaction that wrote them has committed."""
+    ids = list(order_ids)
+
+    def send() -> None:
+        for start in range(0, len(ids), ORDERS_PER_TASK):
+            run_carrier_orders.delay(ids[start : start + ORDERS_PER_TASK])
+
+    transaction.on_commit(send)
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def run_carrier_orders(self: Task, order_ids: list[int]) -> int:
+    """Carry out pending purchases and releases, one carrier slot held. An order another process
+    holds, or finished, is skipped; failures are retried with back-off by the reconcile pass."""
+    with carrier_slot(settings.RINGPOOL_CARRIER_CONCURRENCY) as got_one:
+        if not got_one:
+            raise self.retry(countdown=SLOT_WAIT_SECONDS)
+        done = 0
+        for order in CarrierOrder.objects.filter(pk__in=order_ids, state=OrderState.PENDING).order_by("pk"):
+            ended = carrier_order_run(order)
+            done += ended.state == OrderState.DONE
+    return done
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def reconcile_carrier_orders() -> int:
-    """Finish carrier purchases and releases left pending. Safe to run twice at once: each order is
-    taken by compare-and-swap, and no lock is held while the carrier answers."""
-    finished = carrier_orders_reconcile()
-    if finished:
-        log.info("reconcile_carrier_orders: took up %d pending orders", len(finished))
-    return len(finished)
+    """Hand every pending order whose back-off is over (or whose worker died) to the carrier workers.
+    Safe to run twice at once: each order is taken by compare-and-swap when it runs."""
+    ids = carrier_orders_dispatch(now=timezone.now())
+    carrier_orders_queue(ids)
+    if ids:
+        log.info("reconcile_carrier_orders: handed %d pending orders to the carrier workers", len(ids))
+    return len(ids)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def reconcile_carrier_numbers() -> int:
+    """Compare the carrier's list of the platform's numbers with ours; adopt or release what differs."""
+    with job_session_lock(JobLock.CARRIER_NUMBERS_RECONCILE) as acquired:
+        if not acquired:
+            return 0
+        report = carrier_numbers_reconcile(now=timezone.now())
+    if report.changed:
+        log.warning("reconcile_carrier_numbers: %s", report.summary())
+    return report.changed
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def grow_ringpools() -> int:
-    """One grow pass (SPEC §6). Safe to run twice at once or to redeliver: each pool's growth is taken
-    by compare-and-swap, and carrier failures are retried with back-off by the next passes."""
-    report = ringpools_grow()
+    """One grow pass (SPEC §6): decides and queues the purchases. Safe to run twice at once or to
+    redeliver: each pool's growth is taken by compare-and-swap with its orders."""
+    report = ringpools_grow(dispatch=carrier_orders_queue)
     if report.plans:
-        log.info("grow_ringpools: %d pools overflowed, %d numbers added", len(report.plans), report.added)
-    return report.added
+        log.info("grow_ringpools: %d pools overflowed, %d numbers queued", len(report.plans), report.queued)
+    return report.queued
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def prune_ringpools() -> int:
     """The month-end prune where it is an account's last local day. Idempotent (one decision per
-    pool and month, in the database); the releases go to `release_carrier_orders`, pool by pool."""
+    pool and month, in the database); the releases go to the carrier workers."""
     with job_session_lock(JobLock.PRUNE_RINGPOOLS) as acquired:
         if not acquired:
             log.info("prune_ringpools: another run holds the lock")
@@ -54,12 +107,11 @@ def prune_ringpools() -> int:
 
 
 def _queue_release(orders: list[CarrierOrder]) -> None:
-    release_carrier_orders.delay([order.pk for order in orders])
+    carrier_orders_queue([order.pk for order in orders])
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def release_carrier_orders(order_ids: list[int]) -> int:
-    """Send queued releases to the carrier. Orders another process took (or finished) are skipped;
-    failures are retried by reconciliation."""
-    orders = CarrierOrder.objects.filter(pk__in=order_ids, state=OrderState.PENDING).select_related("number")
-    return len(carrier_orders_run(orders=list(orders)))
+    """Kept for messages queued before an upgrade: the same as `run_carrier_orders`."""
+    carrier_orders_queue(order_ids)
+    return len(order_ids)

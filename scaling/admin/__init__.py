@@ -258,3 +258,6 @@ class MonthlyPruneAdmin(AccountTimesMixin, ReadOnlyFactsAdmin, LargeTableAdmin):
     @admin.display(ordering="decided_at", description="decided")
     def decided(self, prune: MonthlyPrune) -> str:
         return self.time_cell(prune, prune.decided_at)
+
+
+from scaling.admin import jobs  # noqa: E402,F401  (registers the periodic jobs' pages)

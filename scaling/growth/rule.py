@@ -76,8 +76,10 @@ def growth_decide(
     if next_allowed is not None and now < next_allowed - PASS_SLACK:
         reason = f"{overflowed}; grew at {_hm(last_grown_at)}, pace {pace.describe()}"
         return GrowthDecision(GrowthVerdict.WAIT, 0, reason, next_allowed)
-    if retry_at is not None and now < retry_at:
-        reason = f"{overflowed}; the last attempt failed at the carrier, retrying from {_hm(retry_at)}"
+    if retry_at is not None:
+        # A purchase of this pool failed and waits for its retry: it is the growth that was due, and
+        # deciding more would only queue more purchases the carrier cannot serve either.
+        reason = f"{overflowed}; a purchase failed at the carrier and is retried from {_hm(retry_at)}"
         return GrowthDecision(GrowthVerdict.WAIT, 0, reason, retry_at)
     room = max_size - size
     if room <= 0:

@@ -1,19 +1,22 @@
 """Auto-scaling growth (SPEC §6): a pass over the pools that overflowed, one decision per pool.
 
-A pass, whether Beat's task, `manage.py grow_ringpools` or both at once:
+A pass, whether Beat's task, `manage.py grow_ringpools` or both at once, in any number:
  1. keeps `PoolGrowth.scaling_on_since` in step with where auto-scaling applies (a few set-based
     statements), so overflows from before auto-scaling was turned on for a pool never count;
  2. selects in SQL the pools that overflowed since their last growth — idle pools cost nothing;
- 3. applies the pure rule (`policy.growth_decide`) to each and, for a pool that is due, takes the
-    decision by compare-and-swap on `PoolGrowth.last_grown_at`: of two passes at once, one wins;
- 4. buys the numbers through the carrier outbox, outside any transaction and without any lock held,
-    so a purchase whose answer is lost is finished by reconciliation, never bought twice.
-A carrier failure puts the decision back and retries it with back-off on the next passes.
+ 3. applies the pure rule (`growth_decide`) to each and, for a pool that is due, takes the decision
+    by compare-and-swap on `PoolGrowth.last_grown_at` in the same transaction as its purchase orders
+    (of two passes at once, one wins; a process killed at any point leaves both or neither);
+ 4. hands the orders to the carrier workers (Beat's pass) or buys them itself (the command), outside
+    any transaction and without any lock held. An order stays pending until bought: a carrier error,
+    a time-out or a dead process is retried with back-off, a purchase whose answer was lost is found
+    at the carrier under its request id, never bought twice; while one waits, the pool decides no more.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
@@ -32,10 +35,9 @@ from scaling.audit import scaling_event_record
 from scaling.choices import EventKind, OrderKind, OrderState, Trigger
 from scaling.growth.rule import GrowthDecision, GrowthPace, GrowthVerdict, growth_decide
 from scaling.models import AutoScalingSettings, CarrierOrder, PoolGrowth
-from scaling.services import pool_number_add
+from scaling.services import pool_numbers_order
 from scaling.supply.carrier import Carrier, get_carrier
-from scaling.supply.choice import MATCH_WORDS, NumberChoice
-from scaling.supply.outbox import retry_delay
+from scaling.supply.outbox import MATCH_SLOT, carrier_orders_run
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class PoolGrowthPlan:
     overflows: int
     outcome: str = ""
     added: int = 0
+    queued: int = 0  # purchases handed to the carrier workers
 
 
 @dataclass
@@ -69,6 +72,14 @@ class GrowthReport:
     @property
     def added(self) -> int:
         return sum(plan.added for plan in self.plans)
+
+    @property
+    def queued(self) -> int:
+        return sum(plan.queued for plan in self.plans)
+
+
+# Hands a pass's purchase orders to the carrier workers (scaling.tasks); without one, a pass buys here.
+Dispatch = Callable[[list[int]], None]
 
 
 def pace_of(settings: AutoScalingSettings | None) -> GrowthPace:
@@ -91,9 +102,12 @@ def ringpools_grow(
     explain: bool = False,
     trigger: str = Trigger.GROWTH,
     actor: User | None = None,
+    dispatch: Dispatch | None = None,
 ) -> GrowthReport:
     """One grow pass at `now`. `dry_run` writes nothing and says what would be done; `explain` also
-    counts the pools that are not due and lists those that overflowed where auto-scaling is off."""
+    counts the pools that are not due and lists those that overflowed where auto-scaling is off.
+    `dispatch` receives each due pool's purchase orders (Beat's pass queues them for the carrier
+    workers); without it the pass carries them out itself, pool after pool."""
     now = now or timezone.now()
     report = GrowthReport(now=now, dry_run=dry_run)
     if not dry_run:
@@ -107,7 +121,7 @@ def ringpools_grow(
             plan.outcome = _would(plan)
             continue
         try:
-            _carry_out(plan, now=now, carrier=carrier, trigger=trigger, actor=actor)
+            _carry_out(plan, now=now, carrier=carrier, trigger=trigger, actor=actor, dispatch=dispatch)
         except Exception as error:
             # One pool's trouble must not starve the others; the next pass decides for it afresh.
             log.exception("Growing pool %s failed", pool.pk)
@@ -172,9 +186,13 @@ def with_growth_facts(queryset: QuerySet[RingPool]) -> QuerySet[RingPool]:
     buying = CarrierOrder.objects.filter(
         pool=OuterRef("pk"), kind=OrderKind.PURCHASE, state=OrderState.PENDING, role=NumberRole.ROTATING
     ).values("pool")
+    failed = CarrierOrder.objects.filter(
+        pool=OuterRef("pk"), kind=OrderKind.PURCHASE, state=OrderState.PENDING, role=NumberRole.ROTATING
+    ).exclude(last_error="")
     return queryset.select_related("growth", "account__auto_scaling_settings").annotate(
         size=Coalesce(Subquery(numbers.annotate(c=Count("id")).values("c").order_by()), 0),
         buying=Coalesce(Subquery(buying.annotate(c=Count("id")).values("c").order_by()), 0),
+        retry_at=Subquery(failed.order_by("-next_attempt_at").values("next_attempt_at")[:1]),
     )
 
 
@@ -217,6 +235,7 @@ class GrowthCounts(Protocol):
 
     size: int  # active rotating numbers
     buying: int  # rotating purchases in flight
+    retry_at: datetime | None  # a purchase in flight failed: tried again then (decide nothing more)
 
 
 def pool_size(pool: RingPool) -> int:
@@ -236,7 +255,7 @@ def plan_for(pool: RingPool, *, now: datetime, overflows: int) -> PoolGrowthPlan
         max_size=pool.max_size,
         pace=pace_of(settings_of(pool)),
         now=now,
-        retry_at=state.retry_at,
+        retry_at=cast(GrowthCounts, pool).retry_at,
     )
     return PoolGrowthPlan(pool=pool, decision=decision, size=size, overflows=overflows)
 
@@ -253,35 +272,40 @@ def _would(plan: PoolGrowthPlan) -> str:
 
 
 def _carry_out(
-    plan: PoolGrowthPlan, *, now: datetime, carrier: Carrier | None, trigger: str, actor: User | None
+    plan: PoolGrowthPlan,
+    *,
+    now: datetime,
+    carrier: Carrier | None,
+    trigger: str,
+    actor: User | None,
+    dispatch: Dispatch | None,
 ) -> None:
     verdict = plan.decision.verdict
     if verdict == GrowthVerdict.CAP:
         plan.outcome = _cap_record(plan, now=now, trigger=trigger, actor=actor)
     elif verdict == GrowthVerdict.GROW:
-        if not _growth_take(plan.pool, now=now):
+        orders = _growth_take(plan, now=now, trigger=trigger, actor=actor)
+        if orders is None:
             plan.outcome = "another pass got there first"
-            return
-        _grow(plan, now=now, carrier=carrier or get_carrier(), trigger=trigger, actor=actor)
+        elif dispatch is not None:
+            dispatch([order.pk for order in orders])
+            plan.queued = len(orders)
+            plan.outcome = f"queued {_numbers(len(orders))} to buy"
+        else:
+            _buy_here(plan, orders, now=now, carrier=carrier or get_carrier())
     else:
         plan.outcome = _would(plan).replace("would ", "")
 
 
-def _growth_take(pool: RingPool, *, now: datetime) -> bool:
-    """The decision record: move `last_grown_at` from the value this pass read to `now`. When no row
-    changes, another pass took this growth first (or a retry back-off began meanwhile)."""
-    state = pool.growth
-    seen = Q(last_grown_at=state.last_grown_at) if state.last_grown_at else Q(last_grown_at__isnull=True)
-    return (
-        PoolGrowth.objects.filter(seen, pool_id=pool.pk)
-        .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
-        .update(last_grown_at=now, capped_since=None)
-        == 1
-    )
-
-
-def _grow(plan: PoolGrowthPlan, *, now: datetime, carrier: Carrier, trigger: str, actor: User | None) -> None:
+def _growth_take(
+    plan: PoolGrowthPlan, *, now: datetime, trigger: str, actor: User | None
+) -> list[CarrierOrder] | None:
+    """The decision and its purchase orders, in one transaction: move `last_grown_at` from the value
+    this pass read to `now` (compare-and-swap: when no row changes, another pass took this growth
+    first) and queue one order per number due. A process killed at any point leaves both or neither;
+    the orders then stay pending until bought (or the pool no longer wants them), whatever fails."""
     pool, state = plan.pool, plan.pool.growth
+    seen = Q(last_grown_at=state.last_grown_at) if state.last_grown_at else Q(last_grown_at__isnull=True)
     figures: dict[str, Any] = {
         "decision": plan.decision.reason,
         "last_overflow_at": _iso(pool.last_overflow_at),
@@ -294,38 +318,36 @@ def _grow(plan: PoolGrowthPlan, *, now: datetime, carrier: Carrier, trigger: str
         "wanted_region": pool.region,
         "grow_by": plan.decision.grow_by,
     }
-    in_flight, failure = 0, ""
-
-    def reason(choice: NumberChoice) -> str:
-        return f"grew ({MATCH_WORDS[choice.match]}): {plan.decision.reason}"
-
-    for _ in range(plan.decision.grow_by):
-        size_before = plan.size + plan.added + in_flight
-        step = {**figures, "size_before": size_before, "size_after": size_before + 1}
-        bought = pool_number_add(
-            pool=pool, trigger=trigger, reason=reason, figures=step, actor=actor, carrier=carrier, now=now
+    steps = [
+        {**figures, "size_before": plan.size + i, "size_after": plan.size + i + 1}
+        for i in range(plan.decision.grow_by)
+    ]
+    with transaction.atomic():
+        if not PoolGrowth.objects.filter(seen, pool_id=pool.pk).update(last_grown_at=now, capped_since=None):
+            return None
+        return pool_numbers_order(
+            pool=pool,
+            figures=steps,
+            trigger=trigger,
+            reason=f"grew ({MATCH_SLOT}): {plan.decision.reason}",
+            actor=actor,
+            now=now,
         )
-        if bought.number is not None:
-            plan.added += 1
-        elif bought.pending:
-            in_flight += 1  # no answer: reconciliation finishes it (or finds it was not bought)
-        else:
-            failure = bought.failure
-            break
-    plan.outcome = f"added {plan.added}" + (f", {in_flight} awaiting the carrier" if in_flight else "")
-    if plan.added or in_flight:
-        if state.failures or state.retry_at:
-            PoolGrowth.objects.filter(pool_id=pool.pk).update(failures=0, retry_at=None)
-        if failure:
-            plan.outcome += f"; then {failure}"
-        return
-    # Nothing bought: give the decision back, so the overflow still counts, and retry with back-off.
-    failures = state.failures + 1
-    retry_at = now + retry_delay(failures)
-    PoolGrowth.objects.filter(pool_id=pool.pk, last_grown_at=now).update(
-        last_grown_at=state.last_grown_at, failures=failures, retry_at=retry_at
-    )
-    plan.outcome = f"failed: {failure}; retry from {retry_at:%H:%M:%S}"
+
+
+def _buy_here(plan: PoolGrowthPlan, orders: list[CarrierOrder], *, now: datetime, carrier: Carrier) -> None:
+    """`manage.py grow_ringpools` and the tests: the orders carried out in this process, in turn."""
+    ended = carrier_orders_run(orders=orders, carrier=carrier, now=now)
+    plan.added = sum(1 for order in ended if order.state == OrderState.DONE and order.number_id is not None)
+    waiting = [order for order in ended if order.state == OrderState.PENDING]
+    plan.outcome = f"added {plan.added}"
+    if waiting:
+        why = waiting[0].last_error or "awaiting the carrier"
+        plan.outcome += f", {len(waiting)} to retry ({why})"
+
+
+def _numbers(count: int) -> str:
+    return f"{count} number" + ("" if count == 1 else "s")
 
 
 def _cap_record(plan: PoolGrowthPlan, *, now: datetime, trigger: str, actor: User | None) -> str:

@@ -7,11 +7,16 @@ this module imports none of them, so there is no cycle.
 
 Errors: `TransientCarrierError` may succeed if tried again later (time-outs, 5xx, rate limits) — and a
 purchase that timed out may even have succeeded; `CarrierError` otherwise (refused, not available,
-bad credentials): trying again will not help.
+bad credentials): trying again will not help; `NumberUnavailableError` when the number chosen was sold
+to someone else between the search and the purchase (choose another).
+
+Searches answer one of the first few numbers on offer, at random, so that concurrent buyers in one area
+rarely want the same number.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -26,6 +31,10 @@ class CarrierError(Exception):
 
 class TransientCarrierError(CarrierError):
     """The carrier could not answer now (time-out, 5xx, rate limit); a later attempt may succeed."""
+
+
+class NumberUnavailableError(CarrierError):
+    """The number offered is no longer for sale (another buyer took it): choose another one."""
 
 
 @dataclass(frozen=True)
@@ -45,12 +54,15 @@ class PurchasedNumber:
     region: str
     monthly_cost: Decimal
     carrier_ref: str
+    friendly_name: str = ""  # what we named it when buying: our order's request id
 
 
 class Carrier(Protocol):
     def find_available(
-        self, *, number_type: str, area_code: str = "", region: str = ""
-    ) -> AvailableNumber | None: ...
+        self, *, number_type: str, area_code: str = "", region: str = "", exclude: Collection[str] = ()
+    ) -> AvailableNumber | None:
+        """One of the first numbers on offer (at random), none of `exclude`. `region`: a state code."""
+        ...
 
     def purchase(
         self, available: AvailableNumber, *, account_id: int, friendly_name: str
@@ -58,6 +70,11 @@ class Carrier(Protocol):
 
     def find_purchased(self, *, friendly_name: str) -> PurchasedNumber | None:
         """The number bought under this friendly name and still held, if any (reconciliation)."""
+        ...
+
+    def list_purchased(self) -> Iterator[PurchasedNumber]:
+        """Every number the platform's carrier account holds (reconciliation compares it with ours).
+        Raises CarrierError when the whole list cannot be read: a partial list proves nothing."""
         ...
 
     def release(self, carrier_ref: str) -> None:

@@ -10,7 +10,8 @@ with Twilio's code and message, which the failed event shows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -24,11 +25,21 @@ from twilio.rest import Client
 
 from ringpools import phone
 from ringpools.choices import NumberType
-from scaling.supply.carrier import AvailableNumber, CarrierError, PurchasedNumber, TransientCarrierError
+from scaling.supply.carrier import (
+    AvailableNumber,
+    CarrierError,
+    NumberUnavailableError,
+    PurchasedNumber,
+    TransientCarrierError,
+)
 
 # Twilio's list prices for US numbers (per month); the bill shows these until the invoice says otherwise.
 MONTHLY_COST: dict[str, Decimal] = {NumberType.LOCAL: Decimal("1.15"), NumberType.TOLL_FREE: Decimal("2.15")}
 COUNTRY = "US"
+# A search answers one of the first numbers offered, at random, so concurrent buyers rarely collide.
+OFFERED = 10
+# Twilio's error for a number sold to someone else between the search and the purchase.
+NOT_AVAILABLE = 21422
 
 
 class TwilioCarrier:
@@ -49,25 +60,23 @@ class TwilioCarrier:
         self.voice_url = voice_url
 
     def find_available(
-        self, *, number_type: str, area_code: str = "", region: str = ""
+        self, *, number_type: str, area_code: str = "", region: str = "", exclude: Collection[str] = ()
     ) -> AvailableNumber | None:
         country = self.client.available_phone_numbers(COUNTRY)
-        criteria: dict[str, Any] = {"voice_enabled": True, "limit": 1}
+        criteria: dict[str, Any] = {"voice_enabled": True, "limit": OFFERED + len(exclude)}
         with _mapped_errors("search"):
             if number_type == NumberType.TOLL_FREE:
                 found = country.toll_free.list(**criteria)
             else:
                 if area_code:
                     criteria["area_code"] = int(area_code)
-                locality, _, state = region.rpartition(", ")
-                if state:
-                    criteria["in_region"] = state
-                if locality:
-                    criteria["in_locality"] = locality
+                if region:
+                    criteria["in_region"] = region  # a state code (scaling.supply.choice)
                 found = country.local.list(**criteria)
-        if not found:
+        offered = [offer for offer in found if offer.phone_number not in exclude][:OFFERED]
+        if not offered:
             return None
-        offer = found[0]
+        offer = random.choice(offered)  # spreading concurrent buyers, not a secret
         facts = phone.facts(offer.phone_number)
         return AvailableNumber(
             number=facts.e164,
@@ -89,6 +98,13 @@ class TwilioCarrier:
         with _mapped_errors("lookup"):
             found = self.client.incoming_phone_numbers.list(friendly_name=friendly_name, limit=1)
         return _purchased(found[0]) if found else None
+
+    def list_purchased(self) -> Iterator[PurchasedNumber]:
+        with _mapped_errors("list"):
+            # The whole list, read before anything is concluded from it (a partial list proves nothing).
+            held = list(self.client.incoming_phone_numbers.stream(page_size=1000))
+        for resource in held:
+            yield _purchased(resource)
 
     def release(self, carrier_ref: str) -> None:
         try:
@@ -112,6 +128,8 @@ def _mapped_errors(operation: str) -> Iterator[None]:
             raise TransientCarrierError(message) from error
         if error.status == 404:
             raise _NotFound(message) from error
+        if error.code == NOT_AVAILABLE:
+            raise NumberUnavailableError(message) from error
         raise CarrierError(message) from error
     except (requests.Timeout, requests.ConnectionError) as error:
         kind = error.__class__.__name__
@@ -127,6 +145,7 @@ def _purchased(resource: Any, *, region: str = "") -> PurchasedNumber:
         region=region or facts.region,
         monthly_cost=MONTHLY_COST[facts.number_type],
         carrier_ref=resource.sid,
+        friendly_name=getattr(resource, "friendly_name", "") or "",
     )
 
 

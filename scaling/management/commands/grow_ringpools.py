@@ -9,6 +9,7 @@ from django.utils.dateparse import parse_datetime
 
 from scaling.choices import Trigger
 from scaling.growth.run import GrowthReport, ringpools_grow
+from scaling.tasks import carrier_orders_queue
 
 
 class Command(BaseCommand):
@@ -20,10 +21,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--at", help="ISO-8601 moment to run the pass at (default: now)")
         parser.add_argument("--dry-run", action="store_true", help="change nothing; say what would be done")
+        parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="hand the purchases to the carrier workers (as Beat's pass does) instead of buying here",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         now = _moment(options["at"])
-        report = ringpools_grow(now=now, dry_run=options["dry_run"], explain=True, trigger=Trigger.GROWTH)
+        report = ringpools_grow(
+            now=now,
+            dry_run=options["dry_run"],
+            explain=True,
+            trigger=Trigger.GROWTH,
+            dispatch=carrier_orders_queue if options["queue"] else None,
+        )
         self.stdout.write(render(report))
 
 
@@ -58,4 +70,6 @@ def render(report: GrowthReport) -> str:
     )
     if not report.dry_run:
         lines.append(f"Numbers added: {report.added}.")
+        if report.queued:
+            lines.append(f"Numbers queued for the carrier workers: {report.queued}.")
     return "\n".join(lines) + "\n"

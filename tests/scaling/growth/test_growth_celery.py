@@ -17,8 +17,8 @@ from django_celery_beat.models import PeriodicTask
 from config.celery import app
 from ringpools.choices import NumberState
 from ringpools.models import RingPool
-from scaling.choices import EventKind
-from scaling.models import PoolGrowth, ScalingEvent
+from scaling.choices import EventKind, OrderState
+from scaling.models import CarrierOrder, PoolGrowth, ScalingEvent
 from tests import factories
 
 GROW = "Grow RingPools"
@@ -59,11 +59,23 @@ def test_beat_finds_the_grow_pass_due_every_minute():
 
 
 @pytest.mark.django_db
-def test_the_task_runs_the_pass():
+def test_the_pass_only_decides_and_queues_and_the_carrier_task_buys(django_capture_on_commit_callbacks):
     from scaling.tasks import grow_ringpools
 
     pool = overflowing_pool()
-    assert grow_ringpools() == 1
+    with django_capture_on_commit_callbacks() as sent:
+        assert grow_ringpools() == 1
+    order = CarrierOrder.objects.get(pool=pool)
+    assert order.state == OrderState.PENDING and order.attempts == 0  # decided, not bought yet
+    assert pool.numbers.filter(state=NumberState.ACTIVE).count() == 1
+    app.conf.task_always_eager = True  # the queued task, run here instead of on a worker
+    try:
+        for send in sent:
+            send()
+    finally:
+        app.conf.task_always_eager = False
+    order.refresh_from_db()
+    assert order.state == OrderState.DONE
     assert pool.numbers.filter(state=NumberState.ACTIVE).count() == 2
 
 
@@ -76,7 +88,9 @@ def test_beat_sends_the_grow_task_through_redis_and_a_worker_grows_the_pool():
     assert app.conf.broker_url.startswith("redis://")
     call_command("register_schedules", stdout=StringIO())
     pool = overflowing_pool()
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
+    with start_worker(
+        app, pool="solo", perform_ping_check=False, shutdown_timeout=20, queues=["celery", "carrier"]
+    ):
         scheduler = DatabaseScheduler(app=app)
         scheduler.apply_entry(
             scheduler.schedule[GROW], producer=scheduler.producer

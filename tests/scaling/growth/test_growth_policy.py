@@ -110,10 +110,13 @@ def test_an_overflow_at_the_maximum_size_is_a_cap_not_a_growth():
     assert "maximum size of 50" in decision.reason
 
 
-def test_a_failed_attempt_waits_for_its_back_off():
+def test_while_a_failed_purchase_waits_for_its_retry_no_more_growth_is_decided():
     retry = T0 + timedelta(minutes=2)
     assert decide(retry_at=retry).verdict == GrowthVerdict.WAIT
-    assert decide(retry_at=retry, now=retry).verdict == GrowthVerdict.GROW
+    # Still waiting once the retry time is past: the retry itself is the growth that was due.
+    assert decide(retry_at=retry, now=retry + timedelta(minutes=10)).verdict == GrowthVerdict.WAIT
+    assert "retried from" in decide(retry_at=retry).reason
+    assert decide(retry_at=None).verdict == GrowthVerdict.GROW
 
 
 def test_the_edges_of_what_counts_as_an_overflow_since():

@@ -15,11 +15,11 @@ from ringpools.choices import NumberState
 from ringpools.models import PromoNumber
 from scaling.choices import EventKind, OrderKind, OrderState, Trigger
 from scaling.models import CarrierOrder, InventoryNumber, ScalingEvent
-from scaling.services import pool_number_add, pool_number_remove
+from scaling.services import pool_number_add, pool_number_remove, pool_numbers_order
 from scaling.supply.carrier import CarrierError, TransientCarrierError
 from scaling.supply.choice import number_choose
 from scaling.supply.inventory import InventoryCarrier
-from scaling.supply.outbox import CLAIM_FOR, carrier_orders_reconcile, purchase_order_place
+from scaling.supply.outbox import CLAIM_FOR, carrier_orders_reconcile, purchase_order_run
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +53,7 @@ def test_a_purchase_that_timed_out_after_buying_ends_in_the_pool(pool):
         pool_number_add(pool=pool, trigger=Trigger.GROWTH, reason="overflow", carrier=carrier).number is None
     )
     order = CarrierOrder.objects.get()
-    assert order.state == OrderState.PENDING and order.last_error == "read timed out"
+    assert order.state == OrderState.PENDING and order.last_error.endswith("read timed out")
     assert len(carrier_holds(pool.account)) == 1 and pool_holds(pool.account) == set()
 
     carrier_orders_reconcile(carrier=carrier, now=later(5))
@@ -86,11 +86,9 @@ def test_a_process_that_died_after_buying_leaves_an_order_the_next_pass_finishes
     choice = number_choose(pool=pool, carrier=carrier)
     # Died between the carrier's answer and the write: the carrier sold the number under the order's
     # request id, the order is pending and still claimed by the dead process.
+    (order,) = pool_numbers_order(pool=pool, figures=[{}], trigger=Trigger.GROWTH, reason="x")
     with mock.patch.object(InventoryCarrier, "purchase", side_effect=SystemExit), pytest.raises(SystemExit):
-        purchase_order_place(
-            pool=pool, available=choice.available, carrier=carrier, trigger="growth", reason="x"
-        )
-    order = CarrierOrder.objects.get()
+        purchase_order_run(order, carrier=carrier)
     carrier.purchase(choice.available, account_id=pool.account_id, friendly_name=order.request_id)
 
     assert carrier_orders_reconcile(carrier=carrier, now=timezone.now()) == []  # its claim still holds
@@ -99,25 +97,40 @@ def test_a_process_that_died_after_buying_leaves_an_order_the_next_pass_finishes
     assert pool_holds(pool.account) == carrier_holds(pool.account) == {choice.available.number}
 
 
-def test_a_purchase_the_carrier_never_made_is_closed_without_buying(pool):
+def test_a_purchase_the_carrier_never_made_is_made_by_the_next_attempt_once(pool):
     carrier = InventoryCarrier(faults={"purchase": [TransientCarrierError("connection reset")]})
-    pool_number_add(pool=pool, trigger=Trigger.GROWTH, reason="overflow", carrier=carrier)
+    pool_number_add(pool=pool, trigger=Trigger.MANUAL, reason="overflow", carrier=carrier)
+    assert CarrierOrder.objects.get().state == OrderState.PENDING  # no answer: maybe bought, maybe not
 
     carrier_orders_reconcile(carrier=carrier, now=later(5))
 
     order = CarrierOrder.objects.get()
-    assert order.state == OrderState.FAILED
-    assert carrier_holds(pool.account) == pool_holds(pool.account) == set()
-    assert ScalingEvent.objects.filter(kind=EventKind.RECONCILED, reason__contains="not bought").exists()
+    assert order.state == OrderState.DONE and order.attempts == 2
+    assert carrier_holds(pool.account) == pool_holds(pool.account) == {str(order.number.number)}
 
 
-def test_a_refused_purchase_is_a_failed_event_with_the_carriers_message(pool):
+def test_a_refused_purchase_asked_by_a_person_fails_at_once_with_the_carriers_message(pool):
     carrier = InventoryCarrier(faults={"purchase": [CarrierError("account suspended")]})
-    assert (
-        pool_number_add(pool=pool, trigger=Trigger.GROWTH, reason="overflow", carrier=carrier).number is None
-    )
+    bought = pool_number_add(pool=pool, trigger=Trigger.MANUAL, reason="staff", carrier=carrier)
+    assert bought.number is None and bought.failure.endswith("account suspended")
     assert CarrierOrder.objects.get().state == OrderState.FAILED
     assert ScalingEvent.objects.get(kind=EventKind.FAILED).reason.endswith("account suspended")
+
+
+def test_a_refused_growth_purchase_stays_due_is_told_once_and_is_bought_when_the_carrier_sells(pool):
+    refusals = [CarrierError("account suspended"), CarrierError("account suspended")]
+    carrier = InventoryCarrier(faults={"purchase": refusals})
+    pool_number_add(pool=pool, trigger=Trigger.GROWTH, reason="overflow", carrier=carrier)
+    order = CarrierOrder.objects.get()
+    assert order.state == OrderState.PENDING and order.next_attempt_at is not None
+
+    carrier_orders_reconcile(carrier=carrier, now=later(5))  # refused again: same reason, no new event
+    assert ScalingEvent.objects.filter(kind=EventKind.FAILED).count() == 1
+    carrier_orders_reconcile(carrier=carrier, now=later(60))
+
+    order.refresh_from_db()
+    assert order.state == OrderState.DONE
+    assert carrier_holds(pool.account) == pool_holds(pool.account) == {str(order.number.number)}
 
 
 def test_a_number_found_on_reconciliation_for_a_full_pool_is_released_again(pool):

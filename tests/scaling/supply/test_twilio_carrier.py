@@ -11,7 +11,13 @@ from django.core.exceptions import ImproperlyConfigured
 from responses import matchers
 
 from ringpools.choices import NumberType
-from scaling.supply.carrier import AvailableNumber, CarrierError, TransientCarrierError, get_carrier
+from scaling.supply.carrier import (
+    AvailableNumber,
+    CarrierError,
+    NumberUnavailableError,
+    TransientCarrierError,
+    get_carrier,
+)
 from scaling.supply.twilio_carrier import TwilioCarrier
 
 SID = "AC00000000000000000000000000000001"
@@ -88,7 +94,7 @@ def test_it_searches_local_numbers_by_area_code(carrier):
     url = f"{API}/AvailablePhoneNumbers/US/Local.json"
     responses.get(
         url,
-        match=[matchers.query_param_matcher({"AreaCode": "805", "VoiceEnabled": "true", "PageSize": "1"})],
+        match=[matchers.query_param_matcher({"AreaCode": "805", "VoiceEnabled": "true", "PageSize": "10"})],
         json=page("available_phone_numbers", [available("+18055550142")], url),
     )
     found = carrier.find_available(number_type=NumberType.LOCAL, area_code="805")
@@ -103,24 +109,42 @@ def test_it_searches_local_numbers_by_area_code(carrier):
 
 
 @responses.activate
-def test_it_searches_by_region_and_locality(carrier):
+def test_it_searches_by_state_and_skips_numbers_another_buyer_took_meanwhile(carrier):
     url = f"{API}/AvailablePhoneNumbers/US/Local.json"
     responses.get(
         url,
-        match=[
-            matchers.query_param_matcher(
-                {"InRegion": "CA", "InLocality": "Santa Barbara", "VoiceEnabled": "true", "PageSize": "1"}
-            )
-        ],
-        json=page("available_phone_numbers", [available("+18055550177")], url),
+        match=[matchers.query_param_matcher({"InRegion": "CA", "VoiceEnabled": "true", "PageSize": "11"})],
+        json=page("available_phone_numbers", [available("+18055550177"), available("+18055550178")], url),
     )
     responses.get(
         url,
-        match=[matchers.query_param_matcher({"InRegion": "CA", "VoiceEnabled": "true", "PageSize": "1"})],
+        match=[matchers.query_param_matcher({"InRegion": "NV", "VoiceEnabled": "true", "PageSize": "10"})],
         json=page("available_phone_numbers", [], url),
     )
-    assert carrier.find_available(number_type="local", region="Santa Barbara, CA").number == "+18055550177"
-    assert carrier.find_available(number_type="local", region="CA") is None
+    found = carrier.find_available(number_type="local", region="CA", exclude={"+18055550177"})
+    assert found.number == "+18055550178"
+    assert carrier.find_available(number_type="local", region="NV") is None
+
+
+@responses.activate
+def test_it_lists_every_number_the_account_holds_across_pages(carrier):
+    url = f"{API}/IncomingPhoneNumbers.json"
+    first = page("incoming_phone_numbers", [incoming("+18055550142", "ringpool-7-abc")], url)
+    first["next_page_uri"] = (
+        f"/2010-04-01/Accounts/{SID}/IncomingPhoneNumbers.json?PageSize=1000&Page=1&PageToken=PA1"
+    )
+    second = page("incoming_phone_numbers", [{**incoming("+18055550143", "main line"), "sid": "PN2"}], url)
+    responses.get(url, match=[matchers.query_param_matcher({"PageSize": "1000"})], json=first)
+    responses.get(
+        url,
+        match=[matchers.query_param_matcher({"PageSize": "1000", "Page": "1", "PageToken": "PA1"})],
+        json=second,
+    )
+    held = list(carrier.list_purchased())
+    assert [(n.number, n.friendly_name, n.carrier_ref) for n in held] == [
+        ("+18055550142", "ringpool-7-abc", PN),
+        ("+18055550143", "main line", "PN2"),
+    ]
 
 
 @responses.activate
@@ -193,6 +217,7 @@ def test_it_releases_and_a_number_released_already_is_not_an_error(carrier):
     ("status", "code", "message", "transient"),
     [
         (400, 21452, "No phone numbers found", False),
+        (400, 21422, "PhoneNumber is not available", False),
         (401, 20003, "Authenticate", False),
         (429, 20429, "Too Many Requests", True),
         (500, 20500, "Internal Server Error", True),
@@ -207,6 +232,7 @@ def test_error_answers_are_mapped_to_transient_or_permanent_with_twilios_message
     with pytest.raises(CarrierError) as raised:
         carrier.purchase(offer, account_id=7, friendly_name="ringpool-7-abc")
     assert isinstance(raised.value, TransientCarrierError) is transient
+    assert isinstance(raised.value, NumberUnavailableError) is (code == 21422)  # choose another number
     assert f"code {code}" in str(raised.value) and message in str(raised.value)
 
 
