@@ -87,13 +87,13 @@ def test_hand_outs_go_on_while_the_purge_deletes_on_postgresql(settings):
     pool = factories.RingPoolFactory()
     numbers = factories.PromoNumberFactory.create_batch(20, pool=pool)
     ended = timezone.now() - timedelta(days=200)
-    Lease.objects.bulk_create(
+    Lease.objects.bulk_create(  # a thousand visitors of each number, one after the other
         Lease(
             pool=pool,
             number=numbers[i % 20],
             visitor_id=f"old-{i}",
-            started_at=ended - timedelta(minutes=30),
-            expires_at=ended,
+            started_at=ended - timedelta(minutes=40 * (i // 20) + 30),
+            expires_at=ended - timedelta(minutes=40 * (i // 20)),
         )
         for i in range(20_000)
     )

@@ -183,9 +183,9 @@ def test_two_grow_passes_at_the_same_moment_add_the_number_that_is_due_once(meet
         start, decide = threading.Barrier(2), threading.Barrier(2, timeout=10)
         errors: list[BaseException] = []
 
-        def take_together(pool: RingPool, *, now: datetime, decide: threading.Barrier = decide) -> bool:
+        def take_together(plan, decide: threading.Barrier = decide, **decision):
             decide.wait()
-            return real_take(pool, now=now)
+            return real_take(plan, **decision)
 
         def one_pass(start: threading.Barrier = start, now: datetime = now, errors: list = errors) -> None:
             try:
