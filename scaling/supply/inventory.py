@@ -23,7 +23,7 @@ from scaling.supply.carrier import (
 )
 
 # A search answers one of the first numbers on offer, at random, as a real carrier's list does.
-OFFERED = 10
+OFFERED = 20
 
 
 class InventoryCarrier:

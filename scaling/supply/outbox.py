@@ -82,7 +82,8 @@ def new_request_id(pool_id: int) -> str:
 # `reason` may hold MATCH_SLOT, filled in with how the number matched ("same area code", ...).
 MATCH_SLOT = "{match}"
 # An attempt tries this many numbers sold to another buyer between search and purchase, then waits.
-CHOICES_PER_ATTEMPT = 3
+# (Eight workers buying in one area collide on about a third of their tries: ten in a row is rare.)
+CHOICES_PER_ATTEMPT = 10
 
 
 def purchase_orders_queue(

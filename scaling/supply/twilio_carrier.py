@@ -37,7 +37,7 @@ from scaling.supply.carrier import (
 MONTHLY_COST: dict[str, Decimal] = {NumberType.LOCAL: Decimal("1.15"), NumberType.TOLL_FREE: Decimal("2.15")}
 COUNTRY = "US"
 # A search answers one of the first numbers offered, at random, so concurrent buyers rarely collide.
-OFFERED = 10
+OFFERED = 20
 # Twilio's error for a number sold to someone else between the search and the purchase.
 NOT_AVAILABLE = 21422
 

@@ -94,7 +94,7 @@ def test_it_searches_local_numbers_by_area_code(carrier):
     url = f"{API}/AvailablePhoneNumbers/US/Local.json"
     responses.get(
         url,
-        match=[matchers.query_param_matcher({"AreaCode": "805", "VoiceEnabled": "true", "PageSize": "10"})],
+        match=[matchers.query_param_matcher({"AreaCode": "805", "VoiceEnabled": "true", "PageSize": "20"})],
         json=page("available_phone_numbers", [available("+18055550142")], url),
     )
     found = carrier.find_available(number_type=NumberType.LOCAL, area_code="805")
@@ -113,12 +113,12 @@ def test_it_searches_by_state_and_skips_numbers_another_buyer_took_meanwhile(car
     url = f"{API}/AvailablePhoneNumbers/US/Local.json"
     responses.get(
         url,
-        match=[matchers.query_param_matcher({"InRegion": "CA", "VoiceEnabled": "true", "PageSize": "11"})],
+        match=[matchers.query_param_matcher({"InRegion": "CA", "VoiceEnabled": "true", "PageSize": "21"})],
         json=page("available_phone_numbers", [available("+18055550177"), available("+18055550178")], url),
     )
     responses.get(
         url,
-        match=[matchers.query_param_matcher({"InRegion": "NV", "VoiceEnabled": "true", "PageSize": "10"})],
+        match=[matchers.query_param_matcher({"InRegion": "NV", "VoiceEnabled": "true", "PageSize": "20"})],
         json=page("available_phone_numbers", [], url),
     )
     found = carrier.find_available(number_type="local", region="CA", exclude={"+18055550177"})
