@@ -76,6 +76,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers")
     parser.add_argument("--new-share", type=float, default=0.3, help="share of new visitors in the mix")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--old-leases",
+        type=int,
+        default=0,
+        help="leases ended 100-400 days ago to seed first (history past its retention); then a last round "
+        "measures the mix while the purge deletes them, and the purge's own rate",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -98,10 +105,11 @@ def main() -> int:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
     )
-    keys = seed(env, big_pools=args.rounds + 1)
+    keys = seed(env, big_pools=args.rounds + 1, old_leases=args.old_leases)
     print(
         f"seeded in {time.monotonic() - started:.0f}s: {args.rounds + 1} pools of {BIG_POOL_NUMBERS:,} "
         f"free numbers, a pool of {FULL_POOL_NUMBERS} held numbers, {MIX_POOLS} pools x {MIX_NUMBERS} numbers"
+        + (f", {args.old_leases:,} old leases" if args.old_leases else "")
     )
     out = Path(tempfile.mkdtemp(prefix="ringpool-bench-"))
     base_env = {**env, "BENCH_OUT": str(out), "BENCH_NEW_SHARE": str(args.new_share)}
@@ -157,6 +165,7 @@ def main() -> int:
             BENCH_POOL_KEYS=",".join(keys["mix"][:10]),
         )
         vacuumed = server.autovacuum_runs() - vacuumed
+        purge = purge_round(run, env, keys, args) if args.old_leases else None
     with Server(args, {**env, "RINGPOOL_RATE_LIMIT_URL": "off"}, database_url) as server:
         server.measure("warm-up", "get.lua", "/healthz", 2, base_env)
         unlimited_health = server.measure(
@@ -170,10 +179,62 @@ def main() -> int:
             {**base_env, "BENCH_MODE": "new", "BENCH_POOL_KEYS": keys["big"][-1], "BENCH_PHASE": "nolimit"},
         )
     report(rounds, flood, unlimited_health, unlimited, out, args)
+    if purge is not None:
+        print(purge)
     print(f"autovacuum/autoanalyze runs on the bench tables during the phases: {vacuumed}")
     print(f"whole run: {time.monotonic() - started:.0f}s")
     shutil.rmtree(out, ignore_errors=True)
     return 0
+
+
+PURGE = """
+import json, sys, django
+django.setup()
+from django.utils import timezone
+from ringpools.retention import leases_purge
+report = leases_purge(now=timezone.now(), budget_seconds=float(sys.argv[1]))
+print(json.dumps({"deleted": report.deleted, "batches": report.batches, "seconds": report.seconds}))
+"""
+
+
+def purge_round(run, env: dict, keys: dict, args: argparse.Namespace) -> str:
+    """The mix measured while the purge deletes the old leases (in its batches), beside the mix of the
+    same moment without it; and the purge's own rate, over the whole table of old leases."""
+    health = run("GET /healthz", "get.lua", "/healthz", args.seconds)
+    quiet = run(
+        "mix, no purge",
+        "visitors.lua",
+        "/",
+        args.seconds,
+        BENCH_MODE="mix",
+        BENCH_POOL_KEYS=",".join(keys["mix"]),
+    )
+    purger = subprocess.Popen(
+        [sys.executable, "-c", PURGE, str(args.seconds)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    busy = run(
+        "mix while purging",
+        "visitors.lua",
+        "/",
+        args.seconds,
+        BENCH_MODE="mix",
+        BENCH_POOL_KEYS=",".join(keys["mix"]),
+    )
+    first = json.loads(purger.communicate()[0].strip().splitlines()[-1])
+    rest = subprocess.run(
+        [sys.executable, "-c", PURGE, "3600"], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    second = json.loads(rest.stdout.strip().splitlines()[-1])
+    deleted = first["deleted"] + second["deleted"]
+    seconds = first["seconds"] + second["seconds"]
+    return (
+        f"with {args.old_leases:,} old leases: mix ratio {quiet.rps / health.rps:.2f} without the purge, "
+        f"{busy.rps / health.rps:.2f} while it ran (p99 {quiet.result['p99_ms']:.1f} -> "
+        f"{busy.result['p99_ms']:.1f} ms, 5xx {busy.result['errors_5xx']}); purge: {deleted:,} leases in "
+        f"{seconds:.0f} s ({deleted / max(seconds, 1e-9):,.0f} rows/s, "
+        f"{first['batches'] + second['batches']} batches of 5,000; "
+        f"{first['deleted']:,} of them during the measured phase)"
+    )
 
 
 class Server:
@@ -357,7 +418,7 @@ def report(
     )
 
 
-def seed(env: dict, *, big_pools: int) -> dict:
+def seed(env: dict, *, big_pools: int, old_leases: int = 0) -> dict:
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY")})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(ROOT))
@@ -432,6 +493,22 @@ def seed(env: dict, *, big_pools: int) -> dict:
             """,
             {"now": now, "full": full.key},
         )
+        if old_leases:
+            # History past its retention, spread over every number the phases hand out: what a year of
+            # traffic leaves in the table the hot path writes.
+            cursor.execute(
+                """
+                INSERT INTO ringpools_lease (pool_id, number_id, visitor_id, page_url, params, started_at,
+                                             expires_at)
+                SELECT n.pool_id, n.id, 'old-' || n.id || '-' || g, '/landing?utm_source=bench', '{}',
+                       %(now)s - (100 + g %% 300) * interval '1 day',
+                       %(now)s - (100 + g %% 300) * interval '1 day' + interval '30 minutes'
+                FROM ringpools_promonumber n, generate_series(1, %(each)s) AS g
+                WHERE n.pool_id IS NOT NULL
+                LIMIT %(count)s
+                """,
+                {"now": now, "each": -(-old_leases // PromoNumber.objects.count()), "count": old_leases},
+            )
         cursor.execute("VACUUM ANALYZE")
         # Write the seed's dirty pages now: a checkpoint spreading them over the first phases would
         # slow those phases for reasons that have nothing to do with the paths measured.
