@@ -52,7 +52,12 @@ def run_carrier_orders(self: Task, order_ids: list[int]) -> int:
             raise self.retry(countdown=SLOT_WAIT_SECONDS)
         done = 0
         for order in CarrierOrder.objects.filter(pk__in=order_ids, state=OrderState.PENDING).order_by("pk"):
-            ended = carrier_order_run(order)
+            try:
+                ended = carrier_order_run(order)
+            except Exception:
+                # The others of this task still run; this one's claim lapses and reconciliation retries it.
+                log.exception("Carrier order %s failed unexpectedly", order.request_id)
+                continue
             done += ended.state == OrderState.DONE
     return done
 

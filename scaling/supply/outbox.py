@@ -659,7 +659,11 @@ def carrier_orders_reconcile(
     carrier = carrier or get_carrier()
     finished = []
     for order in carrier_orders_due(now=now).select_related("number")[:limit]:
-        finished.append(carrier_order_run(order, carrier=carrier, now=now))
+        try:
+            finished.append(carrier_order_run(order, carrier=carrier, now=now))
+        except Exception:
+            # One order's trouble must not starve the others; its claim lapses and it is tried again.
+            log.exception("Carrier order %s failed unexpectedly", order.request_id)
     return finished
 
 

@@ -46,3 +46,15 @@ def test_an_order_whose_worker_died_is_handed_out_again_once_its_claim_lapses(or
     assert carrier_orders_dispatch(now=lapsed) == [first.pk]
     ended = purchase_order_run(CarrierOrder.objects.get(pk=first.pk), carrier=InventoryCarrier(), now=lapsed)
     assert ended.state == OrderState.DONE and ended.attempts == 2
+
+
+def test_one_order_failing_unexpectedly_does_not_starve_the_others(orders, caplog):
+    from scaling.supply.outbox import carrier_orders_reconcile
+
+    broken = InventoryCarrier(faults={"find_available": [RuntimeError("a bug in the adapter")]})
+    ended = carrier_orders_reconcile(carrier=broken, now=T0)
+    assert [order.state for order in ended] == [OrderState.DONE]  # the second went on
+    assert "failed unexpectedly" in caplog.text
+    later = T0 + claim_for() + timedelta(seconds=1)
+    (retried,) = carrier_orders_reconcile(carrier=InventoryCarrier(), now=later)
+    assert retried.state == OrderState.DONE
