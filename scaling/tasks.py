@@ -21,6 +21,8 @@ from scaling.choices import OrderState
 from scaling.growth.run import ringpools_grow
 from scaling.models import CarrierOrder
 from scaling.pruning.run import ringpools_prune
+from scaling.supply.carrier import get_carrier
+from scaling.supply.choice import SharedSearch
 from scaling.supply.outbox import carrier_order_run, carrier_orders_dispatch
 from scaling.supply.reconcile import carrier_numbers_reconcile
 
@@ -51,9 +53,11 @@ def run_carrier_orders(self: Task, order_ids: list[int]) -> int:
         if not got_one:
             raise self.retry(countdown=SLOT_WAIT_SECONDS)
         done = 0
+        carrier = get_carrier()
+        search = SharedSearch(carrier)  # the task's orders of one area share one search
         for order in CarrierOrder.objects.filter(pk__in=order_ids, state=OrderState.PENDING).order_by("pk"):
             try:
-                ended = carrier_order_run(order)
+                ended = carrier_order_run(order, carrier=carrier, search=search)
             except Exception:
                 # The others of this task still run; this one's claim lapses and reconciliation retries it.
                 log.exception("Carrier order %s failed unexpectedly", order.request_id)

@@ -39,9 +39,9 @@ def _fault(point: str) -> None:
 
 
 class FaultyCarrier(InventoryCarrier):
-    def find_available(self, **criteria: Any) -> AvailableNumber | None:
+    def offers(self, **criteria: Any) -> list[AvailableNumber]:
         _fault("find_available")
-        return super().find_available(**criteria)
+        return super().offers(**criteria)
 
     def purchase(self, available: AvailableNumber, *, account_id: int, friendly_name: str) -> PurchasedNumber:
         _fault("purchase")

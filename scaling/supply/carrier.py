@@ -58,6 +58,19 @@ class PurchasedNumber:
 
 
 class Carrier(Protocol):
+    def offers(
+        self,
+        *,
+        number_type: str,
+        area_code: str = "",
+        region: str = "",
+        exclude: Collection[str] = (),
+        limit: int = 20,
+    ) -> list[AvailableNumber]:
+        """The first numbers on offer (at most `limit`), none of `exclude`. `region`: a state code.
+        One search can serve several purchases (scaling.supply.choice.SharedSearch)."""
+        ...
+
     def find_available(
         self, *, number_type: str, area_code: str = "", region: str = "", exclude: Collection[str] = ()
     ) -> AvailableNumber | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -39,12 +40,47 @@ def wanted_state(pool: RingPool) -> tuple[str, str]:
     return (state, "area_region") if state else ("", "")
 
 
-def number_choose(*, pool: RingPool, carrier: Carrier, exclude: Collection[str] = ()) -> NumberChoice | None:
+class SharedSearch:
+    """One carrier search serving several purchases: a carrier task's orders, a reconcile pass. The
+    numbers a search found for some criteria are handed out one by one, at random, before the carrier
+    is asked again; a search that found none is not repeated. Live for one batch (seconds): what it
+    hands out may have been sold meanwhile, and the purchase then chooses another."""
+
+    def __init__(self, carrier: Carrier) -> None:
+        self.carrier = carrier
+        self._found: dict[tuple[str, str, str], list[AvailableNumber]] = {}
+        self._none: set[tuple[str, str, str]] = set()  # searches that found nothing
+
+    def find(
+        self, *, number_type: str, area_code: str = "", region: str = "", exclude: Collection[str] = ()
+    ) -> AvailableNumber | None:
+        key = (number_type, area_code, region)
+        if key in self._none:
+            return None
+        left = [offer for offer in self._found.get(key, []) if offer.number not in exclude]
+        if not left:  # none found yet, all handed out, or all sold meanwhile: ask the carrier
+            left = self.carrier.offers(
+                number_type=number_type, area_code=area_code, region=region, exclude=exclude
+            )
+            if not left:
+                self._none.add(key)
+                return None
+        chosen = random.choice(left)  # spreading concurrent buyers, not a secret
+        left.remove(chosen)
+        self._found[key] = left
+        return chosen
+
+
+def number_choose(
+    *, pool: RingPool, carrier: Carrier, exclude: Collection[str] = (), search: SharedSearch | None = None
+) -> NumberChoice | None:
     """The number to buy for `pool`: a local pool takes the same area code, then the same region (the
     state), then toll-free; a toll-free pool takes toll-free. None when the carrier has nothing to
-    offer. `exclude`: numbers an attempt found sold to someone else meanwhile."""
+    offer. `exclude`: numbers an attempt found sold to someone else meanwhile. `search`: a search
+    shared with the other purchases of a batch (else each choice asks the carrier)."""
+    find = search.find if search is not None else carrier.find_available
     if pool.number_type == NumberType.TOLL_FREE:
-        found = carrier.find_available(number_type=NumberType.TOLL_FREE, exclude=exclude)
+        found = find(number_type=NumberType.TOLL_FREE, exclude=exclude)
         return NumberChoice(found, "toll_free") if found else None
     searches: list[tuple[str, dict[str, Any]]] = []
     if pool.area_code:
@@ -56,7 +92,7 @@ def number_choose(*, pool: RingPool, carrier: Carrier, exclude: Collection[str] 
         searches.append(("any_local", {"number_type": NumberType.LOCAL}))
     searches.append(("toll_free_fallback", {"number_type": NumberType.TOLL_FREE}))
     for match, criteria in searches:
-        found = carrier.find_available(**criteria, exclude=exclude)
+        found = find(**criteria, exclude=exclude)
         if found is not None:
             return NumberChoice(found, match)
     return None

@@ -47,9 +47,15 @@ class InventoryCarrier:
         if self.latency > 0:
             time.sleep(self.latency)
 
-    def find_available(
-        self, *, number_type: str, area_code: str = "", region: str = "", exclude: Collection[str] = ()
-    ) -> AvailableNumber | None:
+    def offers(
+        self,
+        *,
+        number_type: str,
+        area_code: str = "",
+        region: str = "",
+        exclude: Collection[str] = (),
+        limit: int = OFFERED,
+    ) -> list[AvailableNumber]:
         self._wait()
         self._maybe_fail("find_available")
         stock = InventoryNumber.objects.filter(sold_to__isnull=True, number_type=number_type)
@@ -59,17 +65,22 @@ class InventoryCarrier:
             stock = stock.filter(region__iexact=region)
         if exclude:
             stock = stock.exclude(number__in=list(exclude))
-        offered = list(stock.order_by("number")[:OFFERED])
-        if not offered:
-            return None
-        item = random.choice(offered)  # spreading concurrent buyers, not a secret
-        return AvailableNumber(
-            number=str(item.number),
-            number_type=item.number_type,
-            area_code=item.area_code,
-            region=item.region,
-            monthly_cost=item.monthly_cost,
-        )
+        return [
+            AvailableNumber(
+                number=str(item.number),
+                number_type=item.number_type,
+                area_code=item.area_code,
+                region=item.region,
+                monthly_cost=item.monthly_cost,
+            )
+            for item in stock.order_by("number")[:limit]
+        ]
+
+    def find_available(
+        self, *, number_type: str, area_code: str = "", region: str = "", exclude: Collection[str] = ()
+    ) -> AvailableNumber | None:
+        offered = self.offers(number_type=number_type, area_code=area_code, region=region, exclude=exclude)
+        return random.choice(offered) if offered else None  # spreading concurrent buyers, not a secret
 
     def purchase(self, available: AvailableNumber, *, account_id: int, friendly_name: str) -> PurchasedNumber:
         self._wait()

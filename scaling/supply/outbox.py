@@ -51,7 +51,7 @@ from scaling.supply.carrier import (
     TransientCarrierError,
     get_carrier,
 )
-from scaling.supply.choice import MATCH_WORDS, NumberChoice, number_choose
+from scaling.supply.choice import MATCH_WORDS, NumberChoice, SharedSearch, number_choose
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,11 @@ def purchase_orders_queue(
 
 
 def purchase_order_run(
-    order: CarrierOrder, *, carrier: Carrier | None = None, now: datetime | None = None
+    order: CarrierOrder,
+    *,
+    carrier: Carrier | None = None,
+    now: datetime | None = None,
+    search: SharedSearch | None = None,
 ) -> CarrierOrder:
     """Carry out a pending purchase: take it (compare-and-swap), find whether an earlier attempt
     already bought it, else choose a number and buy it under the order's request id, then record it.
@@ -128,10 +132,13 @@ def purchase_order_run(
     now = now or timezone.now()
     if not _claim(order, now):
         return order
-    return _purchase_attempt(order, carrier=carrier or get_carrier(), now=now)
+    carrier = carrier or get_carrier()
+    return _purchase_attempt(order, carrier=carrier, now=now, search=search or SharedSearch(carrier))
 
 
-def _purchase_attempt(order: CarrierOrder, *, carrier: Carrier, now: datetime) -> CarrierOrder:
+def _purchase_attempt(
+    order: CarrierOrder, *, carrier: Carrier, now: datetime, search: SharedSearch
+) -> CarrierOrder:
     pool = RingPool.objects.get(pk=order.pool_id)
     try:
         if order.attempts > 1:
@@ -144,7 +151,7 @@ def _purchase_attempt(order: CarrierOrder, *, carrier: Carrier, now: datetime) -
             return _fail(order, EventKind.FAILED, f"not bought: {unwanted}", now)
         taken: list[str] = []
         for _ in range(CHOICES_PER_ATTEMPT):
-            choice = number_choose(pool=pool, carrier=carrier, exclude=taken)
+            choice = number_choose(pool=pool, carrier=carrier, exclude=taken, search=search)
             if choice is None:
                 return _purchase_not_now(order, "the carrier has no number to offer", now)
             _offer_record(order, choice)
@@ -615,16 +622,22 @@ def carrier_orders_run(
     """Carry out pending orders now, one after the other (outside any transaction); an order another
     process holds is skipped. Returns the orders as they ended."""
     now = now or timezone.now()
-    return [carrier_order_run(order, carrier=carrier, now=now) for order in orders]
+    carrier = carrier or get_carrier()
+    search = SharedSearch(carrier)  # one search serves the orders of one area
+    return [carrier_order_run(order, carrier=carrier, now=now, search=search) for order in orders]
 
 
 def carrier_order_run(
-    order: CarrierOrder, *, carrier: Carrier | None = None, now: datetime | None = None
+    order: CarrierOrder,
+    *,
+    carrier: Carrier | None = None,
+    now: datetime | None = None,
+    search: SharedSearch | None = None,
 ) -> CarrierOrder:
     now = now or timezone.now()
     if order.kind == OrderKind.RELEASE:
         return _release_run(order, carrier=carrier, now=now)
-    return purchase_order_run(order, carrier=carrier, now=now)
+    return purchase_order_run(order, carrier=carrier, now=now, search=search)
 
 
 def carrier_orders_due(*, now: datetime) -> Any:
@@ -657,10 +670,11 @@ def carrier_orders_reconcile(
     ended (an order another process holds is left to it)."""
     now = now or timezone.now()
     carrier = carrier or get_carrier()
+    search = SharedSearch(carrier)
     finished = []
     for order in carrier_orders_due(now=now).select_related("number")[:limit]:
         try:
-            finished.append(carrier_order_run(order, carrier=carrier, now=now))
+            finished.append(carrier_order_run(order, carrier=carrier, now=now, search=search))
         except Exception:
             # One order's trouble must not starve the others; its claim lapses and it is tried again.
             log.exception("Carrier order %s failed unexpectedly", order.request_id)

@@ -59,11 +59,17 @@ class TwilioCarrier:
         self.client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
         self.voice_url = voice_url
 
-    def find_available(
-        self, *, number_type: str, area_code: str = "", region: str = "", exclude: Collection[str] = ()
-    ) -> AvailableNumber | None:
+    def offers(
+        self,
+        *,
+        number_type: str,
+        area_code: str = "",
+        region: str = "",
+        exclude: Collection[str] = (),
+        limit: int = OFFERED,
+    ) -> list[AvailableNumber]:
         country = self.client.available_phone_numbers(COUNTRY)
-        criteria: dict[str, Any] = {"voice_enabled": True, "limit": OFFERED + len(exclude)}
+        criteria: dict[str, Any] = {"voice_enabled": True, "limit": limit + len(exclude)}
         with _mapped_errors("search"):
             if number_type == NumberType.TOLL_FREE:
                 found = country.toll_free.list(**criteria)
@@ -73,18 +79,13 @@ class TwilioCarrier:
                 if region:
                     criteria["in_region"] = region  # a state code (scaling.supply.choice)
                 found = country.local.list(**criteria)
-        offered = [offer for offer in found if offer.phone_number not in exclude][:OFFERED]
-        if not offered:
-            return None
-        offer = random.choice(offered)  # spreading concurrent buyers, not a secret
-        facts = phone.facts(offer.phone_number)
-        return AvailableNumber(
-            number=facts.e164,
-            number_type=facts.number_type,
-            area_code=facts.area_code,
-            region=offer.region or facts.region,
-            monthly_cost=MONTHLY_COST[facts.number_type],
-        )
+        return [_available(offer) for offer in found if offer.phone_number not in exclude][:limit]
+
+    def find_available(
+        self, *, number_type: str, area_code: str = "", region: str = "", exclude: Collection[str] = ()
+    ) -> AvailableNumber | None:
+        offered = self.offers(number_type=number_type, area_code=area_code, region=region, exclude=exclude)
+        return random.choice(offered) if offered else None  # spreading concurrent buyers, not a secret
 
     def purchase(self, available: AvailableNumber, *, account_id: int, friendly_name: str) -> PurchasedNumber:
         options = {"phone_number": available.number, "friendly_name": friendly_name}
@@ -134,6 +135,17 @@ def _mapped_errors(operation: str) -> Iterator[None]:
     except (requests.Timeout, requests.ConnectionError) as error:
         kind = error.__class__.__name__
         raise TransientCarrierError(f"Twilio {operation} got no answer: {kind}") from error
+
+
+def _available(offer: Any) -> AvailableNumber:
+    facts = phone.facts(offer.phone_number)
+    return AvailableNumber(
+        number=facts.e164,
+        number_type=facts.number_type,
+        area_code=facts.area_code,
+        region=offer.region or facts.region,
+        monthly_cost=MONTHLY_COST[facts.number_type],
+    )
 
 
 def _purchased(resource: Any, *, region: str = "") -> PurchasedNumber:

@@ -159,7 +159,7 @@ def test_a_number_sold_to_another_buyer_meanwhile_means_choose_another_not_fail(
 def test_a_search_that_gets_no_answer_is_a_failed_event_and_is_retried_with_back_off():
     pool = due_pool()
     carrier = InventoryCarrier()
-    with mock.patch.object(InventoryCarrier, "find_available", side_effect=TransientCarrierError("503")):
+    with mock.patch.object(InventoryCarrier, "offers", side_effect=TransientCarrierError("503")):
         ringpools_grow(now=minutes(0.5), carrier=carrier)
     failed = ScalingEvent.objects.get(kind=EventKind.FAILED)
     assert failed.reason == "the carrier did not answer: 503" and failed.figures["transient"] is True

@@ -58,3 +58,27 @@ def test_one_order_failing_unexpectedly_does_not_starve_the_others(orders, caplo
     later = T0 + claim_for() + timedelta(seconds=1)
     (retried,) = carrier_orders_reconcile(carrier=InventoryCarrier(), now=later)
     assert retried.state == OrderState.DONE
+
+
+def test_the_orders_of_one_batch_share_one_search_at_the_carrier():
+    from scaling.supply.outbox import carrier_orders_run
+
+    class CountingCarrier(InventoryCarrier):
+        searches = 0
+
+        def offers(self, **criteria):
+            CountingCarrier.searches += 1
+            return super().offers(**criteria)
+
+    factories.InventoryNumberFactory.create_batch(8)
+    pools = [factories.RingPoolFactory(area_code="805") for _ in range(5)]
+    orders = [
+        order
+        for pool in pools
+        for order in pool_numbers_order(pool=pool, figures=[{}], trigger=Trigger.GROWTH, reason="due", now=T0)
+    ]
+    ended = carrier_orders_run(orders=orders, carrier=CountingCarrier(), now=T0)
+
+    assert [order.state for order in ended] == [OrderState.DONE] * 5
+    assert len({order.number.number for order in ended}) == 5
+    assert CountingCarrier.searches == 1  # five purchases, one search (a real carrier: 6 calls, not 10)
