@@ -58,6 +58,7 @@ class PoolGrowthPlan:
     outcome: str = ""
     added: int = 0
     queued: int = 0  # purchases handed to the carrier workers
+    order_ids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -126,9 +127,25 @@ def ringpools_grow(
             # One pool's trouble must not starve the others; the next pass decides for it afresh.
             log.exception("Growing pool %s failed", pool.pk)
             plan.outcome = f"error: {error}"
+    if dispatch is not None:
+        _hand_over(report.plans, dispatch)
     if explain:
         _explain_the_rest(report)
     return report
+
+
+def _hand_over(plans: list[PoolGrowthPlan], dispatch: Dispatch) -> None:
+    """The pass's orders to the carrier workers, the orders of one area together, so that a task's
+    orders share one search at the carrier (scaling.supply.choice.SharedSearch). Each pool's orders
+    were committed with its decision: an order that never reaches a worker (this process dies here)
+    is handed out by the next reconcile pass."""
+    areas: dict[tuple[str, str, str], list[int]] = {}
+    for plan in plans:
+        if plan.order_ids:
+            pool = plan.pool
+            areas.setdefault((pool.number_type, pool.area_code, pool.region), []).extend(plan.order_ids)
+    for ids in areas.values():
+        dispatch(ids)
 
 
 # --- 1. When auto-scaling was turned on ------------------------------------------------------------
@@ -288,7 +305,7 @@ def _carry_out(
         if orders is None:
             plan.outcome = "another pass got there first"
         elif dispatch is not None:
-            dispatch([order.pk for order in orders])
+            plan.order_ids = [order.pk for order in orders]  # handed over at the end of the pass
             plan.queued = len(orders)
             plan.outcome = f"queued {_numbers(len(orders))} to buy"
         else:

@@ -405,3 +405,22 @@ def test_a_region_that_names_no_state_is_refused_with_the_ways_to_write_one():
     assert "Name a US state" in str(refused.value)
     ringpool_update(pool=pool, actor=factories.StaffFactory(), region="Santa Barbara, CA")
     assert RingPool.objects.get(pk=pool.pk).region == "Santa Barbara, CA"
+
+
+def test_beats_pass_hands_over_the_orders_of_one_area_together_after_deciding_every_pool():
+    pools = [factories.RingPoolFactory(area_code=code, max_size=10) for code in ("805", "415", "805", "805")]
+    for each in pools:
+        factories.PromoNumberFactory(pool=each)
+    grow(minutes(-1))
+    for each in pools:
+        overflow(each, minutes(0))
+    handed: list[list[int]] = []
+
+    report = ringpools_grow(now=minutes(0.5), dispatch=handed.append)
+
+    assert report.queued == 4 and report.added == 0  # decided and queued, nothing bought here
+    by_pool = dict(CarrierOrder.objects.values_list("pk", "pool_id"))
+    assert [[by_pool[pk] for pk in ids] for ids in handed] == [
+        [pools[0].pk, pools[2].pk, pools[3].pk],
+        [pools[1].pk],
+    ]
