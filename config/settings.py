@@ -153,7 +153,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # With late acks, a task whose worker died is delivered again once this has passed since it was
     # sent: shorter than the growth pace (5 minutes), so a killed worker delays a purchase by minutes,
-    # not hours; longer than any task of ours runs (carrier tasks carry at most RELEASES_PER_TASK calls)
+    # not hours; longer than any task of ours runs (a carrier task carries five orders: seconds of calls)
     # and than any countdown we set. A task delivered twice is harmless: every task is idempotent.
     # Every worker looks for such messages every 10 s (kombu's default: every 100 s, 10 s x 10).
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -42,31 +42,34 @@ class PurgeReport:
 
 
 def leases_purge(*, now: datetime, batch: int = BATCH, budget_seconds: float = 240.0) -> PurgeReport:
-    """Delete leases that ended before now - retention, `batch` at a time, oldest first, each batch
-    its own short transaction; stops after `budget_seconds` (the next run goes on)."""
+    """Delete leases that ended before now - retention, oldest first, each step its own short
+    transaction; stops after `budget_seconds` (the next run goes on).
+
+    It walks the table by id, `batch` ids a step (an index range scan, never a scan of the whole
+    table): leases are written in the order they start, so the walk stops at the first step whose
+    leases all started after the cutoff — none of them, nor any after it, can have ended before."""
     report = PurgeReport(before=now - lease_retention())
     started = time.monotonic()
     lease_table = connection.ops.quote_name(Lease._meta.db_table)
-    while True:
+    low = Lease.objects.order_by("pk").values_list("pk", flat=True).first()
+    while low is not None:
+        high = low + batch
+        step = Lease.objects.filter(pk__gte=low, pk__lt=high)
         with transaction.atomic():
-            ids = list(
-                Lease.objects.filter(expires_at__lt=report.before)
-                .order_by("pk")
-                .values_list("pk", flat=True)[:batch]
-            )
-            if not ids:
-                break
-            Call.objects.filter(lease_id__in=ids).update(lease=None)
-            with connection.cursor() as cursor:
-                # The rows only: nothing else points at a lease (calls were unlinked just above).
-                placeholders = ", ".join(["%s"] * len(ids))
-                cursor.execute(f"DELETE FROM {lease_table} WHERE id IN ({placeholders})", ids)
-                report.deleted += cursor.rowcount
-        report.batches += 1
-        if len(ids) < batch:
-            break
+            ids = list(step.filter(expires_at__lt=report.before).values_list("pk", flat=True))
+            if ids:
+                Call.objects.filter(lease_id__in=ids).update(lease=None)
+                with connection.cursor() as cursor:
+                    # The rows only: nothing else points at a lease (calls were unlinked just above).
+                    placeholders = ", ".join(["%s"] * len(ids))
+                    cursor.execute(f"DELETE FROM {lease_table} WHERE id IN ({placeholders})", ids)
+                    report.deleted += cursor.rowcount
+                report.batches += 1
+        if not ids and not step.filter(started_at__lt=report.before).exists():
+            break  # every lease from here on started after the cutoff
+        low = Lease.objects.filter(pk__gte=high).order_by("pk").values_list("pk", flat=True).first()
         if time.monotonic() - started > budget_seconds:
-            report.complete = False
+            report.complete = False  # the next run goes on from here
             break
     report.seconds = time.monotonic() - started
     return report

@@ -49,6 +49,8 @@ def carrier_orders_queue(order_ids: Sequence[int]) -> None:
 def run_carrier_orders(self: Task, order_ids: list[int]) -> int:
     """Carry out pending purchases and releases, one carrier slot held. An order another process
     holds, or finished, is skipped; failures are retried with back-off by the reconcile pass."""
+    if not CarrierOrder.objects.filter(pk__in=order_ids, state=OrderState.PENDING).exists():
+        return 0  # a copy of a task whose orders are finished: no slot taken
     with carrier_slot(settings.RINGPOOL_CARRIER_CONCURRENCY) as got_one:
         if not got_one:
             raise self.retry(countdown=SLOT_WAIT_SECONDS)

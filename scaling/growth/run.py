@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 from django.db import transaction
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -209,7 +209,10 @@ def with_growth_facts(queryset: QuerySet[RingPool]) -> QuerySet[RingPool]:
     return queryset.select_related("growth", "account__auto_scaling_settings").annotate(
         size=Coalesce(Subquery(numbers.annotate(c=Count("id")).values("c").order_by()), 0),
         buying=Coalesce(Subquery(buying.annotate(c=Count("id")).values("c").order_by()), 0),
-        retry_at=Subquery(failed.order_by("-next_attempt_at").values("next_attempt_at")[:1]),
+        retrying=Exists(failed),
+        retry_at=Subquery(
+            failed.order_by(F("next_attempt_at").desc(nulls_last=True)).values("next_attempt_at")[:1]
+        ),
     )
 
 
@@ -252,7 +255,8 @@ class GrowthCounts(Protocol):
 
     size: int  # active rotating numbers
     buying: int  # rotating purchases in flight
-    retry_at: datetime | None  # a purchase in flight failed: tried again then (decide nothing more)
+    retrying: bool  # a purchase in flight failed: decide nothing more until it is bought
+    retry_at: datetime | None  # when it is tried again (none while it is being tried)
 
 
 def pool_size(pool: RingPool) -> int:
@@ -272,7 +276,8 @@ def plan_for(pool: RingPool, *, now: datetime, overflows: int) -> PoolGrowthPlan
         max_size=pool.max_size,
         pace=pace_of(settings_of(pool)),
         now=now,
-        retry_at=cast(GrowthCounts, pool).retry_at,
+        # A failed purchase being tried again right now (no retry time: it is claimed) waits too.
+        retry_at=(counts.retry_at or now) if counts.retrying else None,
     )
     return PoolGrowthPlan(pool=pool, decision=decision, size=size, overflows=overflows)
 

@@ -26,6 +26,10 @@ STANDBY_POLL = 5.0  # seconds between ticks, leading or not (the lease lasts 30 
 
 
 class LeaderScheduler(DatabaseScheduler):
+    # Each send's last-run time reaches the database at once: a Beat taking over (the active one
+    # killed) starts from it, instead of sending again what was sent in the last sync interval.
+    sync_every_tasks = 1
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.started_at = timezone.now()
@@ -55,10 +59,20 @@ class LeaderScheduler(DatabaseScheduler):
             return STANDBY_POLL
         return min(float(super().tick(*args, **kwargs)), STANDBY_POLL)
 
+    def sync(self) -> None:
+        if not self.leading:
+            # A Beat that lost the lease (frozen past it) must not write its stale last runs over
+            # the active one's.
+            self._dirty.clear()
+            return
+        super().sync()
+
     def close(self) -> None:
+        self.sync()  # the last runs saved before the lease is given up
         try:
             if self.leading:
                 beat_step_down(self.holder)
+                self.leading = False
         except DatabaseError:
             log.exception("Beat %s could not give its lease up", self.holder)
         super().close()

@@ -63,12 +63,18 @@ class SharedSearch:
                 number_type=number_type, area_code=area_code, region=region, exclude=exclude
             )
             if not left:
-                self._none.add(key)
+                if not exclude:  # nothing at all for these criteria (not just nothing new)
+                    self._none.add(key)
                 return None
         chosen = random.choice(left)  # spreading concurrent buyers, not a secret
         left.remove(chosen)
         self._found[key] = left
         return chosen
+
+    def discard(self, number: str) -> None:
+        """A number found sold to someone else: no other purchase of the batch tries it."""
+        for offers in self._found.values():
+            offers[:] = [offer for offer in offers if offer.number != number]
 
 
 def number_choose(

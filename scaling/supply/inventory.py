@@ -65,6 +65,9 @@ class InventoryCarrier:
             stock = stock.filter(region__iexact=region)
         if exclude:
             stock = stock.exclude(number__in=list(exclude))
+        # `limit` numbers drawn from the first ten times as many, as a real carrier's search answers
+        # different buyers with different numbers: eight workers in one area rarely want the same.
+        window = list(stock.order_by("number")[: limit * 10])
         return [
             AvailableNumber(
                 number=str(item.number),
@@ -73,7 +76,7 @@ class InventoryCarrier:
                 region=item.region,
                 monthly_cost=item.monthly_cost,
             )
-            for item in stock.order_by("number")[:limit]
+            for item in random.sample(window, min(limit, len(window)))
         ]
 
     def find_available(

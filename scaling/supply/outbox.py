@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,17 @@ MAX_RETRY_DELAY = timedelta(hours=1)
 
 def claim_for() -> timedelta:
     return timedelta(seconds=settings.RINGPOOL_CARRIER_CLAIM_SECONDS)
+
+
+class _Clock:
+    """`now` moving on with the real time a batch takes: a claim taken two minutes into a batch
+    lasts its two minutes from then, not from the batch's start (tests pass the start)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start, self.started = start, time.monotonic()
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self.started)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -140,6 +152,7 @@ def _purchase_attempt(
     order: CarrierOrder, *, carrier: Carrier, now: datetime, search: SharedSearch
 ) -> CarrierOrder:
     pool = RingPool.objects.get(pk=order.pool_id)
+    clock = _Clock(now)
     try:
         if order.attempts > 1:
             # An earlier attempt may have bought it and died (or lost the answer): never buy twice.
@@ -154,13 +167,15 @@ def _purchase_attempt(
             choice = number_choose(pool=pool, carrier=carrier, exclude=taken, search=search)
             if choice is None:
                 return _purchase_not_now(order, "the carrier has no number to offer", now)
-            _offer_record(order, choice)
+            if not _offer_record(order, choice, clock):
+                return order
             try:
                 bought = carrier.purchase(
                     choice.available, account_id=pool.account_id, friendly_name=order.request_id
                 )
             except NumberUnavailableError:
                 taken.append(choice.available.number)  # another buyer got it first: choose another
+                search.discard(choice.available.number)
                 continue
             return _purchase_complete(order, bought, now=now)
         return _purchase_not_now(
@@ -181,8 +196,9 @@ def purchase_order_adopt(order: CarrierOrder, bought: PurchasedNumber, *, now: d
     return _purchase_complete(order, bought, now=now, reconciled=True).state == OrderState.DONE
 
 
-def _offer_record(order: CarrierOrder, choice: NumberChoice) -> None:
-    """What this attempt is buying, on the order before the carrier is asked (the admin shows it)."""
+def _offer_record(order: CarrierOrder, choice: NumberChoice, clock: _Clock) -> bool:
+    """What this attempt is buying, on the order before the carrier is asked (the admin shows it).
+    False when another process took the order over: then nothing is bought."""
     available = choice.available
     order.offer = {
         "number": available.number,
@@ -192,7 +208,13 @@ def _offer_record(order: CarrierOrder, choice: NumberChoice) -> None:
         "monthly_cost": str(available.monthly_cost),
         "match": choice.match,
     }
-    CarrierOrder.objects.filter(pk=order.pk, state=OrderState.PENDING).update(offer=order.offer)
+    # Each number tried renews the claim (an attempt may try ten, each call up to the carrier's
+    # time-out); when the claim was lost meanwhile, this attempt buys nothing.
+    renewed = clock.now() + claim_for()
+    if not CarrierOrder.objects.filter(_still_ours(order)).update(offer=order.offer, claimed_until=renewed):
+        return False
+    order.claimed_until = renewed
+    return True
 
 
 def _purchase_not_now(
@@ -624,7 +646,8 @@ def carrier_orders_run(
     now = now or timezone.now()
     carrier = carrier or get_carrier()
     search = SharedSearch(carrier)  # one search serves the orders of one area
-    return [carrier_order_run(order, carrier=carrier, now=now, search=search) for order in orders]
+    clock = _Clock(now)
+    return [carrier_order_run(order, carrier=carrier, now=clock.now(), search=search) for order in orders]
 
 
 def carrier_order_run(
@@ -646,7 +669,8 @@ def carrier_orders_due(*, now: datetime) -> Any:
         CarrierOrder.objects.filter(state=OrderState.PENDING)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .order_by("next_attempt_at", "id")
+        # Never tried (or their worker died) first: PostgreSQL would sort the NULLs last.
+        .order_by(F("next_attempt_at").asc(nulls_first=True), "id")
     )
 
 
@@ -671,10 +695,11 @@ def carrier_orders_reconcile(
     now = now or timezone.now()
     carrier = carrier or get_carrier()
     search = SharedSearch(carrier)
+    clock = _Clock(now)
     finished = []
     for order in carrier_orders_due(now=now).select_related("number")[:limit]:
         try:
-            finished.append(carrier_order_run(order, carrier=carrier, now=now, search=search))
+            finished.append(carrier_order_run(order, carrier=carrier, now=clock.now(), search=search))
         except Exception:
             # One order's trouble must not starve the others; its claim lapses and it is tried again.
             log.exception("Carrier order %s failed unexpectedly", order.request_id)
@@ -688,27 +713,36 @@ def _claim(order: CarrierOrder, now: datetime) -> bool:
         .update(claimed_until=now + claim_for(), next_attempt_at=None, attempts=F("attempts") + 1)
     )
     if taken:
-        order.attempts += 1
-        order.claimed_until = now + claim_for()
-        order.next_attempt_at = None
+        # The row as it is now: another process may have attempted it since this copy was read, and
+        # whether an earlier attempt may have bought it is decided on the real count. Its
+        # `claimed_until` is this holder's token: every later write of the attempt is conditioned on it.
+        order.refresh_from_db(fields=["attempts", "last_error", "offer", "claimed_until", "next_attempt_at"])
     return taken == 1
 
 
+def _still_ours(order: CarrierOrder) -> Q:
+    """The order, pending and still held by this attempt (a process frozen past its claim writes
+    nothing once another took it over)."""
+    return Q(pk=order.pk, state=OrderState.PENDING, claimed_until=order.claimed_until)
+
+
 def _postpone(order: CarrierOrder, error: Exception, now: datetime) -> CarrierOrder:
-    order.last_error = reason_cut(str(error))
-    order.next_attempt_at = now + retry_delay(order.attempts)
-    order.claimed_until = None
-    CarrierOrder.objects.filter(pk=order.pk, state=OrderState.PENDING).update(
-        last_error=order.last_error, next_attempt_at=order.next_attempt_at, claimed_until=None
-    )
+    last_error = reason_cut(str(error))
+    next_attempt_at = now + retry_delay(order.attempts)
+    owned = _still_ours(order) if order.claimed_until else Q(pk=order.pk, state=OrderState.PENDING)
+    if not CarrierOrder.objects.filter(owned).update(
+        last_error=last_error, next_attempt_at=next_attempt_at, claimed_until=None
+    ):
+        return order  # another process holds it now: its attempt decides
+    order.last_error, order.next_attempt_at, order.claimed_until = last_error, next_attempt_at, None
     return order
 
 
 def _fail(order: CarrierOrder, kind: str, reason: str, now: datetime) -> CarrierOrder:
     with transaction.atomic():
         locked = CarrierOrder.objects.select_for_update().get(pk=order.pk)
-        if locked.state != OrderState.PENDING:
-            return locked
+        if locked.state != OrderState.PENDING or locked.claimed_until != order.claimed_until:
+            return locked  # finished, or held by another process now
         locked.last_error = reason_cut(reason)
         _finish(locked, OrderState.FAILED, now)
         _event(locked, kind, reason, {**locked.figures, "request_id": locked.request_id}, None, now)

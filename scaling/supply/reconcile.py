@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ringpools.choices import NumberState
@@ -69,8 +70,9 @@ def carrier_numbers_reconcile(
     carrier = carrier or get_carrier()
     held = list(carrier.list_purchased())
     report = NumbersReport(held_at_carrier=len(held))
+    # Ours: held, or released so recently that the carrier's list may predate the release.
     ours = set(
-        PromoNumber.objects.filter(state__in=NumberState.held())
+        PromoNumber.objects.filter(Q(state__in=NumberState.held()) | Q(released_at__gte=now - SETTLE))
         .exclude(carrier_ref="")
         .values_list("carrier_ref", flat=True)
     )
@@ -78,38 +80,47 @@ def carrier_numbers_reconcile(
     for bought in held:
         if bought.carrier_ref in ours:
             continue
-        named = OUR_NAME.match(bought.friendly_name)
-        if named is None:
-            report.foreign += 1
+        try:
+            release = _unknown_number(bought, report=report, now=now)
+        except DatabaseError:
+            # One number's trouble must not stop the pass (the phantoms below included).
+            log.exception("Reconciling carrier number %s failed", bought.number)
             continue
-        order = CarrierOrder.objects.filter(request_id=bought.friendly_name, kind=OrderKind.PURCHASE).first()
-        if order is not None and order.state == OrderState.PENDING:
-            if purchase_order_adopt(order, bought, now=now):
-                report.adopted.append(bought.number)
-            continue  # held by a live attempt: it records the number itself
-        pool = RingPool.objects.filter(pk=order.pool_id if order else int(named["pool"])).first()
-        if pool is None:
-            report.foreign += 1
-            log.warning(
-                "Carrier number %s is named for pool %s, which does not exist", bought.number, named["pool"]
-            )
-            continue
-        why = (
-            f"bought under order {order.request_id}, which is {order.get_state_display().lower()}"
-            if order
-            else "bought under a name no order of ours has"
-        )
-        with transaction.atomic():
-            RingPool.objects.select_for_update().get(pk=pool.pk)
-            release = orphan_adopt_for_release(
-                pool=pool, bought=bought, trigger=Trigger.RECONCILE, why=why, now=now
-            )
         if release is not None:
             releases.append(release)
             report.released.append(bought.number)
     carrier_orders_run(orders=releases, carrier=carrier, now=now)
     report.phantoms = _phantoms_remove(held, now=now)
     return report
+
+
+def _unknown_number(bought: PurchasedNumber, *, report: NumbersReport, now: datetime) -> CarrierOrder | None:
+    """A number the carrier lists that no pool of ours holds: adopted by its pending order, or
+    recorded and queued for release; None when it is not RingPool's, or a live attempt records it."""
+    named = OUR_NAME.match(bought.friendly_name)
+    if named is None:
+        report.foreign += 1
+        return None
+    order = CarrierOrder.objects.filter(request_id=bought.friendly_name, kind=OrderKind.PURCHASE).first()
+    if order is not None and order.state == OrderState.PENDING:
+        if purchase_order_adopt(order, bought, now=now):
+            report.adopted.append(bought.number)
+        return None  # or a live attempt holds it: it records the number itself
+    pool = RingPool.objects.filter(pk=order.pool_id if order else int(named["pool"])).first()
+    if pool is None:
+        report.foreign += 1
+        log.warning(
+            "Carrier number %s is named for pool %s, which does not exist", bought.number, named["pool"]
+        )
+        return None
+    why = (
+        f"bought under order {order.request_id}, which is {order.get_state_display().lower()}"
+        if order
+        else "bought under a name no order of ours has"
+    )
+    with transaction.atomic():
+        RingPool.objects.select_for_update().get(pk=pool.pk)
+        return orphan_adopt_for_release(pool=pool, bought=bought, trigger=Trigger.RECONCILE, why=why, now=now)
 
 
 def _phantoms_remove(held: list[PurchasedNumber], *, now: datetime) -> list[str]:

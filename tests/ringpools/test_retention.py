@@ -118,3 +118,21 @@ def test_hand_outs_go_on_while_the_purge_deletes_on_postgresql(settings):
     assert purged["report"].deleted == 20_000 and purged["report"].batches == 40
     assert set(kinds) == {"promo"}
     assert Lease.objects.count() == 10
+
+
+def test_the_walk_stops_at_the_first_step_past_the_cutoff_instead_of_reading_the_whole_table(settings):
+    """An hourly run with nothing left to delete must cost a few statements, not a scan of months of
+    leases: it walks by id from the oldest and stops at the first step that started after the cutoff."""
+    from django.test.utils import CaptureQueriesContext
+
+    settings.RINGPOOL_LEASE_RETENTION_DAYS = 90
+    number = factories.PromoNumberFactory()
+    for day in range(6):
+        lease_ended(timedelta(days=200 - day), number=number, pool=number.pool)
+    for hour in range(300):  # the retained months, oldest first
+        lease_ended(timedelta(days=80, hours=-hour), number=number, pool=number.pool)
+    with CaptureQueriesContext(connection) as first:
+        assert leases_purge(now=NOW, batch=5).deleted == 6
+    with CaptureQueriesContext(connection) as idle:
+        assert leases_purge(now=NOW, batch=5).deleted == 0
+    assert len(first.captured_queries) < 40 and len(idle.captured_queries) <= 6  # not 60 steps of 5
