@@ -209,6 +209,7 @@ def purge_round(run, env: dict, keys: dict, args: argparse.Namespace) -> str:
         BENCH_MODE="mix",
         BENCH_POOL_KEYS=",".join(keys["mix"]),
     )
+    env = {**env, "DJANGO_SETTINGS_MODULE": "config.settings"}
     purger = subprocess.Popen(
         [sys.executable, "-c", PURGE, str(args.seconds)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
     )
