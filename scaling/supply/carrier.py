@@ -16,6 +16,7 @@ rarely want the same number.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -93,6 +94,28 @@ class Carrier(Protocol):
     def release(self, carrier_ref: str) -> None:
         """Give the number back. Idempotent: releasing a number no longer held is not an error."""
         ...
+
+
+class OffersSearch:
+    """`find_available` for an adapter that implements `offers`: one of the numbers found, at random
+    (spreading concurrent buyers, not a secret)."""
+
+    def offers(
+        self,
+        *,
+        number_type: str,
+        area_code: str = "",
+        region: str = "",
+        exclude: Collection[str] = (),
+        limit: int = 20,
+    ) -> list[AvailableNumber]:
+        raise NotImplementedError
+
+    def find_available(
+        self, *, number_type: str, area_code: str = "", region: str = "", exclude: Collection[str] = ()
+    ) -> AvailableNumber | None:
+        offered = self.offers(number_type=number_type, area_code=area_code, region=region, exclude=exclude)
+        return random.choice(offered) if offered else None
 
 
 # RINGPOOL_CARRIER's short names, each the dotted path of a factory that takes no arguments.

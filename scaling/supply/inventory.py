@@ -19,6 +19,7 @@ from scaling.supply.carrier import (
     AvailableNumber,
     CarrierError,
     NumberUnavailableError,
+    OffersSearch,
     PurchasedNumber,
 )
 
@@ -26,7 +27,7 @@ from scaling.supply.carrier import (
 OFFERED = 20
 
 
-class InventoryCarrier:
+class InventoryCarrier(OffersSearch):
     """Sells from `InventoryNumber` rows. `faults` makes the next calls of an operation fail on purpose:
     {"purchase": [...]} before buying, {"purchase_after": [...]} after buying (a time-out that hid a
     success), {"release": [...]}, {"find_purchased": [...]}, {"find_available": [...]},
@@ -78,12 +79,6 @@ class InventoryCarrier:
             )
             for item in random.sample(window, min(limit, len(window)))
         ]
-
-    def find_available(
-        self, *, number_type: str, area_code: str = "", region: str = "", exclude: Collection[str] = ()
-    ) -> AvailableNumber | None:
-        offered = self.offers(number_type=number_type, area_code=area_code, region=region, exclude=exclude)
-        return random.choice(offered) if offered else None  # spreading concurrent buyers, not a secret
 
     def purchase(self, available: AvailableNumber, *, account_id: int, friendly_name: str) -> PurchasedNumber:
         self._wait()

@@ -10,7 +10,6 @@ with Twilio's code and message, which the failed event shows.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -29,6 +28,7 @@ from scaling.supply.carrier import (
     AvailableNumber,
     CarrierError,
     NumberUnavailableError,
+    OffersSearch,
     PurchasedNumber,
     TransientCarrierError,
 )
@@ -42,7 +42,7 @@ OFFERED = 20
 NOT_AVAILABLE = 21422
 
 
-class TwilioCarrier:
+class TwilioCarrier(OffersSearch):
     def __init__(
         self,
         *,
@@ -80,12 +80,6 @@ class TwilioCarrier:
                     criteria["in_region"] = region  # a state code (scaling.supply.choice)
                 found = country.local.list(**criteria)
         return [_available(offer) for offer in found if offer.phone_number not in exclude][:limit]
-
-    def find_available(
-        self, *, number_type: str, area_code: str = "", region: str = "", exclude: Collection[str] = ()
-    ) -> AvailableNumber | None:
-        offered = self.offers(number_type=number_type, area_code=area_code, region=region, exclude=exclude)
-        return random.choice(offered) if offered else None  # spreading concurrent buyers, not a secret
 
     def purchase(self, available: AvailableNumber, *, account_id: int, friendly_name: str) -> PurchasedNumber:
         options = {"phone_number": available.number, "friendly_name": friendly_name}
