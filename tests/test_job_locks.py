@@ -79,3 +79,23 @@ def test_the_prune_does_nothing_while_another_run_holds_its_lock_and_runs_once_t
         other_process.close()  # the holder's process dies: PostgreSQL frees its session lock
         assert prune_ringpools() == 1  # 20% of five idle numbers
         assert MonthlyPrune.objects.filter(pool=pool).count() == 1
+
+
+def test_the_carrier_slots_bound_calls_at_once_and_a_dead_holders_slot_is_free_again(other_process):
+    """RINGPOOL_CARRIER_CONCURRENCY slots across processes: with all held elsewhere a task gets
+    none (and waits its turn); the slots of a process that died are free again."""
+    from config.locks import carrier_slot
+
+    for slot in range(3):  # another process holds all three slots
+        other_process.execute("SELECT pg_advisory_lock(%s, %s)", [int(JobLock.CARRIER_SLOTS), slot])
+    with carrier_slot(3) as got_one:
+        assert got_one is False
+    with carrier_slot(4) as got_one:  # a fourth slot is free, and now held here
+        assert got_one is True
+        taken = other_process.execute(
+            "SELECT pg_try_advisory_lock(%s, %s)", [int(JobLock.CARRIER_SLOTS), 3]
+        ).fetchone()
+        assert taken == (False,)
+    other_process.close()  # the holder dies
+    with carrier_slot(3) as got_one:
+        assert got_one is True
