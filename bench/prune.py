@@ -86,41 +86,48 @@ def main() -> int:
         print(f"| {name} | {f['wall']:.2f} | {f['rss_mb']:.0f} | {counts} | {ratios} |")
     run = figures["run"]
     per = f"{run['queries'] / args.pools:.3f} queries per pool, {run['queries'] / total:.5f} per number"
-    print(f"\nreal pass: {per}; floor: under 60 s ({'met' if run['wall'] < 60 else 'MISSED'}), aim 10 s")
+    met = "met" if run["wall"] < 15 else "MISSED"
+    print(f"\nreal pass: {per}; the decisions (every pool's record, its numbers out of rotation and their")
+    print(f"release orders queued for the carrier workers) within 15 s: {run['wall']:.1f} s, {met}")
     return 0
 
 
 def phase(name: str, env: dict) -> dict:
     setup(env)
+    import itertools
+
     from django.db import connection
+    from django.db.backends.signals import connection_created
 
     from ringpools.choices import NumberState
     from ringpools.models import PromoNumber
     from scaling.pruning.run import ringpools_prune
 
-    queries = 0
+    counted = itertools.count()  # every connection's statements: the pass writes from a second thread
 
     def count(execute, sql, params, many, context):
-        nonlocal queries
-        queries += 1
+        next(counted)
         return execute(sql, params, many, context)
 
+    def counting(sender, connection, **kwargs):
+        connection.execute_wrappers.append(count)
+
+    connection_created.connect(counting)
+    connection.close()  # opened again, counted, by the first statement
     pools = removed = 0
     started = time.monotonic()
-    with connection.execute_wrapper(count):
-        if name == "scan":
-            for _ in (
-                PromoNumber.objects.filter(state=NumberState.ACTIVE)
-                .values_list("id")
-                .iterator(chunk_size=5000)
-            ):
-                removed += 0
-            pools = 0
-        else:
-            for result in ringpools_prune(now=LAST_DAY, dry_run=name == "dry run"):
-                pools += 1
-                removed += len(result.removed)
+    if name == "scan":
+        for _ in (
+            PromoNumber.objects.filter(state=NumberState.ACTIVE).values_list("id").iterator(chunk_size=5000)
+        ):
+            removed += 0
+        pools = 0
+    else:
+        for result in ringpools_prune(now=LAST_DAY, dry_run=name == "dry run"):
+            pools += 1
+            removed += len(result.removed)
     wall = time.monotonic() - started
+    queries = next(counted)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"wall": wall, "rss_mb": rss_mb, "queries": queries, "pools": pools, "removed": removed}
 

@@ -117,8 +117,8 @@ def prune_ringpools() -> int:
     return removed
 
 
-def _queue_release(orders: list[CarrierOrder]) -> None:
-    carrier_orders_queue([order.pk for order in orders])
+def _queue_release(order_ids: list[int]) -> None:
+    carrier_orders_queue(order_ids)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -126,3 +126,4 @@ def release_carrier_orders(order_ids: list[int]) -> int:
     """Kept for messages queued before an upgrade: the same as `run_carrier_orders`."""
     carrier_orders_queue(order_ids)
     return len(order_ids)
+

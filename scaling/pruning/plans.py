@@ -68,8 +68,9 @@ def last_used_expression() -> Coalesce:
     return Coalesce(Greatest(Coalesce(presented, called), Coalesce(called, presented)), F("acquired_at"))
 
 
-def _maybe_unused(numbers: QuerySet[PromoNumber], now: datetime) -> QuerySet[PromoNumber]:
-    """Narrows the numbers read to those the rule might find unused (a superset: the rule decides)."""
+def maybe_unused(numbers: QuerySet[PromoNumber], now: datetime) -> QuerySet[PromoNumber]:
+    """Narrows the numbers read to those the rule might find unused (a superset: the rule decides;
+    of numbers it found unused, exactly those still unused)."""
     return numbers.filter(
         Q(last_presented_at__isnull=True) | Q(last_presented_at__lt=now - PRUNE_PRESENTED_WINDOW),
         Q(last_called_at__isnull=True) | Q(last_called_at__lt=now - PRUNE_CALLED_WINDOW),
@@ -145,7 +146,7 @@ def _plan_batch(batch: list[RingPool], now: datetime, complete: bool) -> Iterato
     if not complete:
         counted = active.filter(role=NumberRole.ROTATING).order_by().values("pool_id").annotate(n=Count("id"))
         rotating = {row["pool_id"]: row["n"] for row in counted}
-        active = _maybe_unused(active, now)
+        active = maybe_unused(active, now)
     rows = number_uses(active, now).order_by("pool_id").values_list(*USE_FIELDS).iterator(chunk_size=5000)
     numbers_of = {pool_id: list(group) for pool_id, group in groupby(rows, key=lambda row: row[0])}
     for pk, pool in by_id.items():

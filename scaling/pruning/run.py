@@ -12,14 +12,18 @@ one is drawn for that pool.
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
 from accounts.models import Account, User
@@ -28,17 +32,9 @@ from ringpools.models import PromoNumber, RingPool
 from scaling.applicability import applicable_pools
 from scaling.audit import AuditEntry, reason_cut, scaling_events_record
 from scaling.choices import EventKind, OrderKind, PruneOutcome, Trigger
-from scaling.models import CarrierOrder, MonthlyPrune
-from scaling.pruning.plans import (
-    BATCH_POOLS,
-    USE_FIELDS,
-    PoolPrunePlan,
-    number_use_of,
-    number_uses,
-    pools_for_plans,
-    prune_plans,
-)
-from scaling.pruning.rule import NumberVerdict, PruneRule, number_use_rule, prune_month
+from scaling.models import MonthlyPrune
+from scaling.pruning.plans import BATCH_POOLS, PoolPrunePlan, maybe_unused, pools_for_plans, prune_plans
+from scaling.pruning.rule import NumberVerdict, prune_month
 from scaling.supply.outbox import Removal, carrier_orders_due, pools_numbers_release_begin
 
 
@@ -50,12 +46,19 @@ class PoolPruneResult:
     outcome: str  # a PruneOutcome, or "already" when another run decided this pool this month
     removed: tuple[NumberVerdict, ...]
     reason: str
-    orders: tuple[CarrierOrder, ...] = ()
+    order_ids: tuple[int, ...] = ()  # its release orders
 
 
-ReleaseOrders = Callable[[list[CarrierOrder]], object]
+ReleaseOrders = Callable[[list[int]], object]  # gets the ids of release orders once committed
 # Pools whose removals are written per transaction (a constant number of statements per batch).
 APPLY_POOLS = 50
+# Batches written at once, each on its own connection (PostgreSQL), while the next are planned: the
+# server's work — index entries, foreign-key checks — is most of a batch's cost, and a second writer
+# uses a second CPU (bench/prune.py on this 2-CPU machine: about 25 s with one writer, 16-19 s with
+# two; a third adds nothing). Batches hold disjoint pools: writers never wait for each other's rows.
+WRITERS = 2
+# Batches planned or being written at most (bounds memory).
+PLANNED_AHEAD = WRITERS + 1
 
 
 def pools_due_for_prune(*, now: datetime) -> Iterator[tuple[date, QuerySet[RingPool]]]:
@@ -81,28 +84,76 @@ def ringpools_prune(
     trigger: str = Trigger.PRUNE,
     complete: bool = False,
 ) -> Iterator[PoolPruneResult]:
-    """One month-end pass at `now`, pool by pool (lazy: consume it). `release` gets the release
-    orders of each batch of pools after its transaction committed (and, at the end, the orders of
-    earlier runs still waiting); without it the outbox's reconciliation sends them. `complete`: every
+    """One month-end pass at `now`, pool by pool (lazy: consume it). `release` gets the ids of
+    the release orders of each batch of pools after its transaction committed (and, at the end, of
+    earlier runs' orders still waiting); without it the outbox's reconciliation sends them. `complete`: every
     number's verdict in the results (for people to read), not only the removals."""
     run = uuid.uuid4()
-    for month, pools in pools_due_for_prune(now=now):
-        plans = prune_plans(pools=pools.iterator(chunk_size=BATCH_POOLS), now=now, complete=complete)
-        while batch := [plan for _, plan in zip(range(APPLY_POOLS), plans, strict=False)]:
-            if dry_run:
-                for plan in batch:
-                    outcome = PruneOutcome.PRUNED if plan.removals else PruneOutcome.SKIPPED
-                    yield PoolPruneResult(plan, outcome, tuple(plan.removals), plan.plan.reason)
-                continue
-            results = _batch_apply(batch, month=month, now=now, actor=actor, trigger=trigger, run=run)
-            orders = [order for result in results for order in result.orders]
-            if orders and release is not None:
-                release(orders)
-            yield from results
+    written: deque[Future[list[PoolPruneResult]]] = deque()
+    with _writer() as writer:
+        for month, pools in pools_due_for_prune(now=now):
+            plans = prune_plans(pools=pools.iterator(chunk_size=BATCH_POOLS), now=now, complete=complete)
+            while batch := [plan for _, plan in zip(range(APPLY_POOLS), plans, strict=False)]:
+                if dry_run:
+                    for plan in batch:
+                        outcome = PruneOutcome.PRUNED if plan.removals else PruneOutcome.SKIPPED
+                        yield PoolPruneResult(plan, outcome, tuple(plan.removals), plan.plan.reason)
+                    continue
+                written.append(
+                    writer.submit(
+                        _batch_apply, batch, month=month, now=now, actor=actor, trigger=trigger, run=run
+                    )
+                )
+                while len(written) > PLANNED_AHEAD or (written and written[0].done()):
+                    yield from _released(written.popleft().result(), release)
+        while written:
+            yield from _released(written.popleft().result(), release)
     if not dry_run and release is not None:
         waiting = carrier_orders_due(now=now).filter(kind=OrderKind.RELEASE, trigger=Trigger.PRUNE)
-        if waiting := list(waiting.select_related("number")):
-            release(waiting)
+        if waiting_ids := list(waiting.values_list("pk", flat=True)):
+            release(waiting_ids)
+
+
+def _released(results: list[PoolPruneResult], release: ReleaseOrders | None) -> list[PoolPruneResult]:
+    """A batch's results, its release orders handed on first (its transaction has committed)."""
+    if release is not None and (ids := [pk for result in results for pk in result.order_ids]):
+        release(ids)
+    return results
+
+
+@contextmanager
+def _writer() -> Iterator[Executor]:
+    """Where batches are written: on PostgreSQL, outside any transaction, WRITERS threads with their
+    own connections, while this thread plans the next batches. Elsewhere — SQLite has one writer, and
+    a caller's transaction must see its own writes — here, in order."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield _Here()
+        return
+    with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="prune-writer") as pool:
+        try:
+            yield pool
+        finally:
+            # Each thread closes its own connection: the barrier makes each take one of these calls.
+            everyone = threading.Barrier(WRITERS)
+            for closed in [pool.submit(_close_when_all_here, everyone) for _ in range(WRITERS)]:
+                closed.result()
+
+
+def _close_when_all_here(everyone: threading.Barrier) -> None:
+    everyone.wait(timeout=60)
+    connections.close_all()
+
+
+class _Here(Executor):
+    """Runs each submitted call at once, in this thread."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # handed to whoever reads the result, as a thread pool does
+            future.set_exception(error)
+        return future
 
 
 def _batch_apply(
@@ -151,7 +202,7 @@ def _batch_apply(
                 pool_id__in=[p.pool.pk for p in batch], month=month, run=run
             ).values_list("pool_id", flat=True)
         )
-        orders = pools_numbers_release_begin(
+        queued = pools_numbers_release_begin(
             removals={
                 plan.pool: [_removal(v, figures, now) for v in removals]
                 for plan, removals, _, figures in decisions
@@ -175,9 +226,9 @@ def _batch_apply(
             for plan, removals, reason, figures in decisions
             if not removals and plan.pool.pk in ours
         )
-    orders_of: dict[int, list[CarrierOrder]] = {}
-    for order in orders:
-        orders_of.setdefault(order.pool_id, []).append(order)
+    orders_of: dict[int, list[int]] = {}
+    for order in queued:
+        orders_of.setdefault(order.pool_id, []).append(order.order_id)
     results = []
     for plan, removals, reason, _ in decisions:
         if plan.pool.pk not in ours:
@@ -191,20 +242,14 @@ def _batch_apply(
 
 
 def _still_unused(planned: list[NumberVerdict], now: datetime) -> set[int]:
-    """Of the planned removals, those still unused, locked so the hand-out cannot take them now."""
+    """Of the planned removals, those still unused, locked so the hand-out cannot take them now. (The
+    plan found them unused; what can have changed since is what `maybe_unused` reads.)"""
     if not planned:
         return set()
-    rows = (
-        number_uses(
-            PromoNumber.objects.filter(pk__in=[v.number.id for v in planned], state=NumberState.ACTIVE), now
-        )
-        .select_for_update(of=("self",))
-        .order_by("pk")
-        .values_list(*USE_FIELDS)
+    numbers = PromoNumber.objects.filter(pk__in=[v.number.id for v in planned], state=NumberState.ACTIVE)
+    return set(
+        maybe_unused(numbers, now).select_for_update(of=("self",)).order_by("pk").values_list("pk", flat=True)
     )
-    return {
-        row[1] for row in rows if number_use_rule(number_use_of(row, now), now=now)[0] == PruneRule.UNUSED
-    }
 
 
 def _removal(verdict: NumberVerdict, figures: dict[str, Any], now: datetime) -> Removal:

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -62,6 +62,8 @@ CLAIM_FOR = timedelta(minutes=2)
 # An order handed to a worker through the queue is not handed out again for this long.
 QUEUED_FOR = timedelta(minutes=10)
 MAX_RETRY_DELAY = timedelta(hours=1)
+# Why a purchase waits when no number at all was offered (the alert "no number at the carrier" reads it).
+NO_NUMBER_TO_OFFER = "the carrier has no number to offer"
 
 
 def claim_for() -> timedelta:
@@ -166,7 +168,7 @@ def _purchase_attempt(
         for _ in range(CHOICES_PER_ATTEMPT):
             choice = number_choose(pool=pool, carrier=carrier, exclude=taken, search=search)
             if choice is None:
-                return _purchase_not_now(order, "the carrier has no number to offer", now)
+                return _purchase_not_now(order, NO_NUMBER_TO_OFFER, now)
             if not _offer_record(order, choice, clock):
                 return order
             try:
@@ -386,6 +388,16 @@ class Removal:
 Wanted = dict[int, tuple[int, Removal]]  # number id -> (its pool's id, the removal)
 
 
+class QueuedRelease(NamedTuple):
+    """A release order as written (not read back: a month-end prune writes 100,000 of them, and a
+    model object costs more to build than its row costs to write)."""
+
+    order_id: int
+    pool_id: int
+    number_id: int
+    request_id: str
+
+
 def numbers_release_begin(
     *,
     pool: RingPool,
@@ -400,8 +412,10 @@ def numbers_release_begin(
     numbers become `releasing` — no visitor can be handed them from this moment — each gets a pending
     release order and a NUMBER_REMOVED event. Numbers no longer active are skipped. The carrier is
     called afterwards by `carrier_orders_run` (or by reconciliation), outside any transaction.
+    Returns the orders, read back.
     """
-    return pools_numbers_release_begin(removals={pool: removals}, trigger=trigger, actor=actor, now=now)
+    queued = pools_numbers_release_begin(removals={pool: removals}, trigger=trigger, actor=actor, now=now)
+    return carrier_orders_of([release.order_id for release in queued])
 
 
 def pools_numbers_release_begin(
@@ -410,9 +424,9 @@ def pools_numbers_release_begin(
     trigger: str,
     actor: User | None = None,
     now: datetime | None = None,
-) -> list[CarrierOrder]:
+) -> list[QueuedRelease]:
     """`numbers_release_begin` for several pools at once, in a constant number of statements (the
-    month-end prune removes numbers of thousands of pools)."""
+    month-end prune removes numbers of thousands of pools), by number."""
     now = now or timezone.now()
     pools = {pool.pk: pool for pool in removals}
     wanted: Wanted = {
@@ -434,7 +448,7 @@ def pools_numbers_release_begin(
 # compares them over random stories on PostgreSQL, where both run).
 def release_begin_orm(
     wanted: Wanted, *, account_of: dict[int, int], trigger: str, actor: User | None, now: datetime
-) -> list[CarrierOrder]:
+) -> list[QueuedRelease]:
     """The release's first half through the ORM, a few statements per call."""
     with transaction.atomic():
         numbers = [
@@ -474,7 +488,10 @@ def release_begin_orm(
             )
             for number, order in zip(numbers, orders, strict=True)
         )
-    return orders
+    return [
+        QueuedRelease(order.pk, order.pool_id, number.pk, order.request_id)
+        for number, order in zip(numbers, orders, strict=True)
+    ]
 
 
 _N = PromoNumber._meta.db_table
@@ -508,19 +525,18 @@ WITH wanted AS (
     SELECT %(release)s, %(pending)s, g.account_id, g.pool_id, g.id, g.role, g.request_id, '{{}}'::jsonb,
            g.carrier_ref, %(trigger)s, g.reason, '{{}}'::jsonb, %(actor)s::bigint, 0, '', %(now)s
     FROM gone g
-    RETURNING id, number_id, pool_id, account_id, role, request_id, carrier_ref, reason
+    RETURNING id, pool_id, number_id, request_id
 ), events AS (
     {_RELEASE_EVENTS}
     RETURNING 1
 )
-SELECT o.id, o.number_id, o.pool_id, o.account_id, o.role, o.request_id, o.carrier_ref, o.reason
-FROM orders o ORDER BY o.number_id
+SELECT o.id, o.pool_id, o.number_id, o.request_id FROM orders o ORDER BY o.number_id
 """
 
 
 def release_begin_sql(
     wanted: Wanted, *, account_of: dict[int, int], trigger: str, actor: User | None, now: datetime
-) -> list[CarrierOrder]:
+) -> list[QueuedRelease]:
     """The release's first half on PostgreSQL: one statement however many numbers."""
     ids = sorted(wanted)
     with transaction.atomic(), connection.cursor() as cursor:
@@ -549,26 +565,7 @@ def release_begin_sql(
                 "now": now,
             },
         )
-        rows = cursor.fetchall()
-    # The orders as written, without reading them back (thousands per batch in a month-end prune).
-    return [
-        CarrierOrder(
-            id=pk,
-            kind=OrderKind.RELEASE,
-            state=OrderState.PENDING,
-            number_id=number_id,
-            pool_id=pool_id,
-            account_id=account_id,
-            role=role,
-            request_id=request_id,
-            carrier_ref=carrier_ref,
-            trigger=trigger,
-            reason=reason,
-            actor=actor,
-            created_at=now,
-        )
-        for pk, number_id, pool_id, account_id, role, request_id, carrier_ref, reason in rows
-    ]
+        return [QueuedRelease(*row) for row in cursor.fetchall()]
 
 
 def _release_order(
@@ -661,6 +658,12 @@ def carrier_order_run(
     if order.kind == OrderKind.RELEASE:
         return _release_run(order, carrier=carrier, now=now)
     return purchase_order_run(order, carrier=carrier, now=now, search=search)
+
+
+def carrier_orders_of(ids: Sequence[int]) -> list[CarrierOrder]:
+    """The orders of these ids, with their numbers, in the order given."""
+    found = CarrierOrder.objects.select_related("number").in_bulk(ids)
+    return [found[pk] for pk in ids if pk in found]
 
 
 def carrier_orders_due(*, now: datetime) -> Any:

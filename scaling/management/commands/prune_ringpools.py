@@ -17,7 +17,7 @@ from scaling.models import MonthlyPrune
 from scaling.pruning.bill import bills_for
 from scaling.pruning.rule import NumberVerdict, PruneRule, prune_month
 from scaling.pruning.run import PoolPruneResult, ringpools_prune
-from scaling.supply.outbox import carrier_orders_run
+from scaling.supply.outbox import carrier_orders_of, carrier_orders_run
 
 # Pools with more numbers than this list the numbers that stay as counts per reason (-v 2: all).
 LIST_ALL_UP_TO = 40
@@ -39,7 +39,9 @@ class Command(BaseCommand):
         self.verbose = options.get("verbosity", 1) >= 2
         mode = "dry run: nothing is changed" if dry_run else "real run"
         self.stdout.write(f"Month-end prune at {now.isoformat()} ({mode})")
-        release = None if dry_run else (lambda orders: carrier_orders_run(orders=orders, now=now))
+        release = (
+            None if dry_run else (lambda ids: carrier_orders_run(orders=carrier_orders_of(ids), now=now))
+        )
         already = _decided_this_month(now)
         results = ringpools_prune(now=now, dry_run=dry_run, release=release, complete=True)
         totals = self._report(results, dry_run=dry_run)

@@ -16,7 +16,7 @@ from scaling.choices import EventKind
 from scaling.models import ScalingEvent
 from scaling.pruning.run import ringpools_prune
 from scaling.supply.inventory import InventoryCarrier
-from scaling.supply.outbox import carrier_orders_run
+from scaling.supply.outbox import carrier_orders_of, carrier_orders_run
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -70,7 +70,12 @@ def test_the_pool_preview_shows_what_goes_and_why_and_the_run_removes_exactly_th
     assert "Forecast for next month" in html
 
     carrier = InventoryCarrier()
-    list(ringpools_prune(now=LAST_DAY, release=lambda o: carrier_orders_run(orders=o, carrier=carrier)))
+    list(
+        ringpools_prune(
+            now=LAST_DAY,
+            release=lambda ids: carrier_orders_run(orders=carrier_orders_of(ids), carrier=carrier),
+        )
+    )
     released = PromoNumber.objects.filter(state=NumberState.RELEASED)
     assert sorted(n.number.as_national for n in released) == ["(805) 555-1100", "(805) 555-1101"]
     assert "This month's prune was decided" in preview(client, pool)

@@ -24,7 +24,7 @@ from scaling.pruning.run import ringpools_prune
 from scaling.services import promo_number_pin, promo_number_unpin
 from scaling.supply.carrier import TransientCarrierError
 from scaling.supply.inventory import InventoryCarrier
-from scaling.supply.outbox import carrier_orders_reconcile, carrier_orders_run
+from scaling.supply.outbox import carrier_orders_of, carrier_orders_reconcile, carrier_orders_run
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +53,7 @@ def make_pool(size: int = 10, *, idle: int = 10, account=None, **options):
 def run(now=LAST_DAY, carrier=None, **kwargs):
     carrier = carrier or InventoryCarrier()
     release = kwargs.pop(
-        "release", lambda orders: carrier_orders_run(orders=orders, carrier=carrier, now=now)
+        "release", lambda ids: carrier_orders_run(orders=carrier_orders_of(ids), carrier=carrier, now=now)
     )
     return list(ringpools_prune(now=now, release=release, **kwargs))
 

@@ -18,7 +18,7 @@ from scaling.models import CarrierOrder, MonthlyPrune, ScalingEvent
 from scaling.pruning.run import ringpools_prune
 from scaling.services import pool_number_remove
 from scaling.supply.inventory import InventoryCarrier
-from scaling.supply.outbox import carrier_orders_run
+from scaling.supply.outbox import carrier_orders_of, carrier_orders_run
 from tests import factories
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -67,7 +67,9 @@ def prune_job():
     list(
         ringpools_prune(
             now=LAST_DAY,
-            release=lambda orders: carrier_orders_run(orders=orders, carrier=carrier, now=LAST_DAY),
+            release=lambda ids: carrier_orders_run(
+                orders=carrier_orders_of(ids), carrier=carrier, now=LAST_DAY
+            ),
         )
     )
 

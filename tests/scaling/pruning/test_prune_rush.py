@@ -13,7 +13,7 @@ from ringpools.models import PromoNumber
 from ringpools.selectors import handout_pool
 from scaling.pruning.run import ringpools_prune
 from scaling.supply.inventory import InventoryCarrier
-from scaling.supply.outbox import carrier_orders_run
+from scaling.supply.outbox import carrier_orders_of, carrier_orders_run
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +41,7 @@ def test_a_pool_grown_by_a_rush_then_serving_20_visitors_at_a_time_loses_20_perc
 
     carrier = InventoryCarrier()
     [result] = ringpools_prune(
-        now=MONTH_END, release=lambda orders: carrier_orders_run(orders=orders, carrier=carrier)
+        now=MONTH_END, release=lambda ids: carrier_orders_run(orders=carrier_orders_of(ids), carrier=carrier)
     )
 
     assert len(result.removed) == 20
