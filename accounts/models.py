@@ -16,6 +16,13 @@ CARRIER_TOKEN_OVERLAP = timedelta(minutes=10)
 class User(AbstractUser):
     """A person. `is_staff` users are our account managers; customers reach accounts through Membership."""
 
+    alert_emails = models.BooleanField(
+        "e-mail me about alerts",
+        default=True,
+        help_text="An e-mail when an alert about your pools (or, for account managers, any alert) opens "
+        "and when it is resolved.",
+    )
+
 
 class Account(models.Model):
     """A customer of the call-tracking platform."""

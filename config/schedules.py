@@ -63,4 +63,11 @@ SCHEDULES: tuple[Schedule, ...] = (
         },
         description="Removes unused numbers on the last day of each month in each account's time zone.",
     ),
+    Schedule(
+        name="Check alerts",
+        task="scaling.tasks.check_alerts",
+        crontab={"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
+        description="Opens, keeps and resolves alerts (pools at their cap, carrier trouble, late jobs) and "
+        "mails them once.",
+    ),
 )

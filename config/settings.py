@@ -214,6 +214,23 @@ RINGPOOL_LEASE_RETENTION_DAYS = env.int("RINGPOOL_LEASE_RETENTION_DAYS", default
 LOGIN_URL = "account-login"
 LOGIN_REDIRECT_URL = "settings-index"
 LOGOUT_REDIRECT_URL = "account-login"
+# Alerts (scaling/alerts; README "Alerts"): when a condition opens an alert, and who is mailed.
+# A pool at its maximum size opens an alert after this many overflows in the last hour.
+RINGPOOL_ALERT_AT_CAP_OVERFLOWS = env.int("RINGPOOL_ALERT_AT_CAP_OVERFLOWS", default=1)
+# Growth due but not carried out for this long past its interval.
+RINGPOOL_ALERT_GROWTH_LATE_MINUTES = env.int("RINGPOOL_ALERT_GROWTH_LATE_MINUTES", default=10)
+# Purchases or releases failing (pending with an error) for this long.
+RINGPOOL_ALERT_CARRIER_FAILING_MINUTES = env.int("RINGPOOL_ALERT_CARRIER_FAILING_MINUTES", default=30)
+# The oldest carrier order waiting this long (any reason).
+RINGPOOL_ALERT_OUTBOX_MINUTES = env.int("RINGPOOL_ALERT_OUTBOX_MINUTES", default=60)
+# With auto-scaling off: this share of an hour's visitors shown the overflow suggests turning it on.
+RINGPOOL_ALERT_OVERFLOW_PERCENT = env.float("RINGPOOL_ALERT_OVERFLOW_PERCENT", default=5.0)
+# A periodic task counts as late this long after it should have run; Beat, after this long unseen.
+RINGPOOL_ALERT_JOB_MARGIN_MINUTES = env.int("RINGPOOL_ALERT_JOB_MARGIN_MINUTES", default=5)
+RINGPOOL_ALERT_BEAT_SILENT_SECONDS = env.int("RINGPOOL_ALERT_BEAT_SILENT_SECONDS", default=120)
+# Where the alert mails link to (the customer pages' address), e.g. https://app.example.com.
+RINGPOOL_ALERT_LINK_BASE_URL = env("RINGPOOL_ALERT_LINK_BASE_URL", default="")
+
 # Password-reset mail. Development and demo: printed on the console. Production: EMAIL_URL, e.g.
 # smtp+tls://user:password@smtp.example.com:587 (django-environ's email URL); without it mail is dropped
 # (reset links must not end up in logs) and `check --deploy` warns.

@@ -49,3 +49,23 @@ class OrderState(models.TextChoices):
 class PruneOutcome(models.TextChoices):
     PRUNED = "pruned", "Numbers removed"
     SKIPPED = "skipped", "Nothing removed"
+
+
+class AlertKind(models.TextChoices):
+    """Conditions auto-scaling cannot fix by itself (scaling/alerts): someone has to act."""
+
+    AT_CAP = "at_cap", "At its maximum size while overflowing"
+    NO_LOCAL_NUMBER = "no_local_number", "No local number at the carrier"
+    NO_NUMBER = "no_number", "No number at the carrier"
+    CARRIER_FAILING = "carrier_failing", "Carrier orders failing"
+    GROWTH_BEHIND = "growth_behind", "Growth behind its pace"
+    OVERFLOW_MANUAL = "overflow_manual", "Overflowing with auto-scaling off"
+    BEAT_DOWN = "beat_down", "Beat not running"
+    JOB_LATE = "job_late", "Periodic task late"
+    PRUNE_MISSED = "prune_missed", "Month-end prune missed"
+    OUTBOX_BACKLOG = "outbox_backlog", "Carrier orders backed up"
+
+
+class AlertSeverity(models.TextChoices):
+    PROBLEM = "problem", "Problem"
+    SUGGESTION = "suggestion", "Suggestion"

@@ -9,7 +9,17 @@ from simple_history.models import HistoricalRecords
 from accounts.models import Account
 from ringpools.choices import NumberRole, NumberType
 from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
-from scaling.choices import EventKind, GrowthMode, OrderKind, OrderState, PruneOutcome, Scope, Trigger
+from scaling.choices import (
+    AlertKind,
+    AlertSeverity,
+    EventKind,
+    GrowthMode,
+    OrderKind,
+    OrderState,
+    PruneOutcome,
+    Scope,
+    Trigger,
+)
 
 
 class AutoScalingSettings(models.Model):
@@ -330,3 +340,56 @@ class JobRun(models.Model):
 
     def __str__(self) -> str:
         return self.task
+
+
+class Alert(models.Model):
+    """One episode of a condition auto-scaling cannot fix by itself (scaling/alerts): first seen, open
+    once it has lasted its condition's grace (`opened_at`; until then pending, shown to nobody), kept
+    current while it lasts, resolved when it ends. At most one unresolved episode per condition and
+    subject: the database refuses a second. Written only by `scaling.alerts.episodes`."""
+
+    kind = models.CharField(max_length=20, choices=AlertKind.choices)
+    subject = models.CharField(max_length=120, help_text='What it is about, e.g. "pool:12" or "system".')
+    severity = models.CharField(max_length=12, choices=AlertSeverity.choices, default=AlertSeverity.PROBLEM)
+    account = models.ForeignKey(
+        Account,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="alerts",
+        help_text="Empty: the system.",
+    )
+    pool = models.ForeignKey(RingPool, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    reason = models.CharField(max_length=300)
+    advice = models.CharField("what to do", max_length=300, blank=True)
+    figures = models.JSONField(default=dict, blank=True)
+    first_seen_at = models.DateTimeField()
+    seen_at = models.DateTimeField(help_text="When the condition was last seen to hold.")
+    opened_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=300, blank=True)
+    mailed_open_at = models.DateTimeField(null=True, blank=True, editable=False)
+    mailed_resolved_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "subject"],
+                condition=Q(resolved_at__isnull=True),
+                name="alert_one_unresolved_episode",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=AlertKind.values), name="alert_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(resolved_at__isnull=True) | Q(opened_at__isnull=False),
+                name="alert_resolved_only_once_open",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "resolved_at"], name="alert_account_open")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.subject}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened_at is not None and self.resolved_at is None

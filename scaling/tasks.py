@@ -17,6 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.locks import JobLock, carrier_slot, job_session_lock
+from scaling.alerts.conditions import alerts_check
+from scaling.alerts.mail import alert_mails_send
 from scaling.choices import OrderState
 from scaling.growth.run import ringpools_grow
 from scaling.models import CarrierOrder
@@ -127,3 +129,16 @@ def release_carrier_orders(order_ids: list[int]) -> int:
     carrier_orders_queue(order_ids)
     return len(order_ids)
 
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def check_alerts() -> int:
+    """Every alert condition, now; then the mails of episodes opened or resolved. Returns the mails
+    sent. One run at a time; a copy that finds the lock taken does nothing."""
+    with job_session_lock(JobLock.CHECK_ALERTS) as acquired:
+        if not acquired:
+            return 0
+        now = timezone.now()
+        report = alerts_check(now=now)
+        if report.opened or report.resolved:
+            log.info("check_alerts: %d opened, %d resolved", len(report.opened), len(report.resolved))
+        return alert_mails_send(now=now)

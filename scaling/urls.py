@@ -11,5 +11,6 @@ urlpatterns = [
         name="auto-scaling-settings",
     ),
     path("pools/", views.pool_list, name="pool-list"),
+    path("alerts/", views.alert_list, name="alert-list"),
     path("pools/<int:pool_id>/health/", views.pool_health, name="pool-health"),
 ]

@@ -260,4 +260,4 @@ class MonthlyPruneAdmin(AccountTimesMixin, ReadOnlyFactsAdmin, LargeTableAdmin):
         return self.time_cell(prune, prune.decided_at)
 
 
-from scaling.admin import jobs  # noqa: E402,F401  (registers the periodic jobs' pages)
+from scaling.admin import alerts, jobs  # noqa: E402,F401  (register the alerts and periodic jobs' pages)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -12,10 +13,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from accounts.access import AccountAccess, AccountRequest, account_view
+from accounts.models import User
 from ringpools.choices import NumberRole, NumberState
 from ringpools.models import RingPool
+from scaling.alerts.pages import account_open_alerts
 from scaling.applicability import pool_applicability, pools_with_applicability
 from scaling.health.charts import pool_health_charts
+from scaling.models import Alert
 from scaling.pages.forms import AutoScalingSettingsForm
 from scaling.pages.history import LABELS, describe_value, settings_history
 from scaling.services import (
@@ -168,5 +172,35 @@ def pool_health(request: AccountRequest, pool_id: int) -> HttpResponse:
             "days": days,
             "day_choices": HEALTH_DAYS,
             "charts": pool_health_charts(pool=pool, now=timezone.now(), days=days),
+        },
+    )
+
+
+@account_view
+def alert_list(request: AccountRequest) -> HttpResponse:
+    """The account's open alerts and those resolved in the last 30 days; the person's own choice of
+    alert mail (POST: on or off, for themselves only)."""
+    access: AccountAccess = request.access
+    user = request.user
+    if request.method == "POST":
+        wants = request.POST.get("alert_emails") == "on"
+        User.objects.filter(pk=user.pk).update(alert_emails=wants)
+        messages.success(request, "Alert mail is on for you." if wants else "Alert mail is off for you.")
+        return redirect("alert-list")
+    now = timezone.now()
+    resolved = (
+        Alert.objects.filter(account=access.account, resolved_at__gte=now - timedelta(days=30))
+        .select_related("pool")
+        .order_by("-resolved_at")[:50]
+    )
+    return render(
+        request,
+        "scaling/alert_list.html",
+        {
+            "nav": "alerts",
+            "open_alerts": account_open_alerts(access.account),
+            "resolved": resolved,
+            "alert_emails": User.objects.filter(pk=user.pk).values_list("alert_emails", flat=True).first(),
+            "tz": access.account.timezone,
         },
     )
