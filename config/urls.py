@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from scaling.readiness import readyz
+
 admin.site.site_header = "RingPool back office"
 admin.site.site_title = "RingPool"
 admin.site.index_title = "Accounts, pools, numbers and scaling"
@@ -10,6 +12,7 @@ admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("readyz", readyz, name="readyz"),
     path("", include("accounts.urls")),
     path("", include("ringpools.urls")),
     path("", include("scaling.urls")),
