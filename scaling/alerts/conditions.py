@@ -8,7 +8,7 @@ thresholds are settings (config/settings.py, "Alerts"; the README lists them).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -96,8 +96,9 @@ def at_cap(now: datetime) -> list[Finding]:
                 **_pool_subject(pool),  # type: ignore[arg-type]
                 reason=f"{pool.name} is at its maximum size of {pool.max_size} numbers and turned "
                 f"{overflows:,} visitors away to the overflow number in the last hour ({share:.0f}% of them)",
-                advice=f"Raise the maximum size: {more} more numbers cost about {_money(more * cost)} "
-                f"a month ({_money(cost)} each). Or narrow the traffic sent to this pool.",
+                advice=f"Raise the maximum size: {more} more number{'s cost' if more > 1 else ' costs'} "
+                f"about {_money(more * cost)} a month ({_money(cost)} each). Or narrow the traffic sent "
+                "to this pool.",
                 figures={
                     "size": pool.size,
                     "max_size": pool.max_size,
@@ -405,11 +406,13 @@ CONDITIONS: dict[str, Callable[[datetime], list[Finding]]] = {
 }
 
 
-def alerts_check(*, now: datetime) -> SyncReport:
-    """Every condition, now: episodes opened, kept and resolved (one transaction per condition, so a
-    condition whose query fails leaves the others' episodes as they were)."""
+def alerts_check(*, now: datetime, only: Collection[str] | None = None) -> SyncReport:
+    """Every condition (or those of the kinds `only`), now: episodes opened, kept and resolved (one
+    transaction per condition, so a condition whose query fails leaves the others' as they were)."""
     total = SyncReport()
     for kinds, find in CONDITIONS.items():
+        if only is not None and not set(kinds.split(",")) & set(only):
+            continue
         report = alerts_sync(kinds=kinds.split(","), findings=find(now), now=now, resolution=RESOLUTION)
         total.opened += report.opened
         total.resolved += report.resolved

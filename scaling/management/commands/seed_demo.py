@@ -13,7 +13,13 @@ from accounts.models import Account, Membership, User
 from accounts.roles import ACCOUNT_MANAGERS, roles_register
 from ringpools import phone
 from ringpools.choices import NumberRole, NumberState, NumberType
+from ringpools.figures import handout_figures
+from ringpools.handout import present_number
 from ringpools.models import Campaign, DestinationNumber, RingPool
+from ringpools.selectors import handout_pool
+from scaling.alerts.conditions import alerts_check
+from scaling.alerts.mail import alert_mails_send
+from scaling.choices import AlertKind
 from scaling.demo import Story, demo_history_write, history_start
 from scaling.models import InventoryNumber
 from scaling.services import auto_scaling_settings_for, ringpool_create
@@ -34,6 +40,7 @@ PEOPLE = (
 # Fictional numbers (555-0100 to 555-0199) the demo carrier sells.
 INVENTORY = (("805", 30), ("415", 20), ("212", 10), ("888", 30))
 ORIGINS = ["http://127.0.0.1:8000", "http://localhost:8000"]
+CAPPED_KEY = "rp_demo_capped"
 # What the pool health charts of each demo pool show (scaling/demo.py).
 STORIES = {
     "rp_demo_local": Story(rush_days_ago=3),  # a rush, overflow, and growth absorbing it
@@ -78,8 +85,13 @@ POOLS = (
 class Command(BaseCommand):
     help = "Create (or leave as they are) the demo account, people, campaigns, pools and carrier inventory."
 
-    @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
+        account = self._seed()
+        self._capped_pool_alert(account)
+        self._report(account)
+
+    @transaction.atomic
+    def _seed(self) -> Account:
         if not settings.DEBUG:
             self.stderr.write(self.style.WARNING("DEBUG is off: demo logins have a published password."))
         account, _ = Account.objects.get_or_create(
@@ -142,7 +154,40 @@ class Command(BaseCommand):
                     allowed_origins=ORIGINS,
                 )
                 demo_history_write(pool=pool, story=STORIES[key], now=now)
-        self._report(account)
+        return account
+
+    def _capped_pool_alert(self, account: Account) -> None:
+        """A pool at its maximum size that turns visitors away now, through the real hand-out; its
+        alert opened by the real check and mailed (printed on this console in the demo)."""
+        if RingPool.objects.filter(key=CAPPED_KEY).exists():
+            return
+        campaign, _ = Campaign.objects.get_or_create(account=account, name="Storm Repair")
+        destination, _ = DestinationNumber.objects.get_or_create(
+            account=account, number="+18055550100", defaults={"label": "Call center"}
+        )
+        pool = ringpool_create(
+            account=account,
+            campaign=campaign,
+            destination_number=destination,
+            name="Storm Repair — Ventura",
+            number_type=NumberType.LOCAL,
+            area_code="805",
+            region="CA",
+            size=3,
+            key=CAPPED_KEY,
+            allowed_origins=ORIGINS,
+            max_size=3,
+        )
+        now = timezone.now()
+        shown = handout_pool(pool.key)
+        for visitor in range(12):  # 3 hold the numbers, 9 are shown the overflow number
+            present_number(pool=shown, visitor_id=f"demo-storm-{visitor:02d}", new_visitor=True, now=now)  # type: ignore[arg-type]
+        handout_figures.flush()
+        alerts_check(now=now, only=[AlertKind.AT_CAP])
+        sent = alert_mails_send(now=now)
+        self.stdout.write(
+            f"Alert opened: {pool.name} is at its cap and turning visitors away ({sent} mails, above)."
+        )
 
     def _report(self, account: Account) -> None:
         self.stdout.write(self.style.SUCCESS(f"Demo account: {account.name} ({account.timezone})"))

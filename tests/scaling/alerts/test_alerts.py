@@ -69,7 +69,9 @@ def test_a_pool_at_its_cap_that_turns_visitors_away_opens_one_alert_mailed_once_
     alert = opened[0]
     assert "maximum size of 3" in alert.reason and "12 visitors" in alert.reason and "25%" in alert.reason
     assert alert.figures["overflows_last_hour"] == 12 and alert.figures["monthly_cost_each"] == "1.50"
-    assert "cost about $1.50 a month" in alert.advice  # a fifth of 3, rounded up: 1 more number
+    assert (
+        "1 more number costs about $1.50 a month" in alert.advice
+    )  # a fifth of 3, rounded up: 1 more number
     # The account's super user and the account managers; not the member.
     assert sorted(m.to[0] for m in mail.outbox) == ["boss@customer.test", manager.email]
     assert (
