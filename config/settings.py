@@ -5,6 +5,7 @@ DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and ALLOWED_HOSTS; with DEBUG off a 
 stops start-up instead of falling back to a known value.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -231,6 +232,14 @@ RINGPOOL_ALERT_BEAT_SILENT_SECONDS = env.int("RINGPOOL_ALERT_BEAT_SILENT_SECONDS
 # Where the alert mails link to (the customer pages' address), e.g. https://app.example.com.
 RINGPOOL_ALERT_LINK_BASE_URL = env("RINGPOOL_ALERT_LINK_BASE_URL", default="")
 
+# Metrics (config/metrics.py): where each process writes its counts, and the token a scraper sends
+# (Authorization: Bearer <token>) to read /metrics. Without a token /metrics answers 404.
+RINGPOOL_METRICS_DIR = env("RINGPOOL_METRICS_DIR", default=str(DATA_DIR / "metrics"))
+RINGPOOL_METRICS_TOKEN = env("RINGPOOL_METRICS_TOKEN", default="")
+# prometheus_client picks its (multiprocess) value store when it is first imported: set it here.
+Path(RINGPOOL_METRICS_DIR).mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", RINGPOOL_METRICS_DIR)
+
 # Password-reset mail. Development and demo: printed on the console. Production: EMAIL_URL, e.g.
 # smtp+tls://user:password@smtp.example.com:587 (django-environ's email URL); without it mail is dropped
 # (reset links must not end up in logs) and `check --deploy` warns.
@@ -326,7 +335,7 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$", r"^readyz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$", r"^readyz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from scaling.metrics import metrics
 from scaling.readiness import readyz
 
 admin.site.site_header = "RingPool back office"
@@ -13,6 +14,7 @@ admin.site.enable_nav_sidebar = False
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("", include("accounts.urls")),
     path("", include("ringpools.urls")),
     path("", include("scaling.urls")),

@@ -33,7 +33,7 @@ class Format(Enum):
     PAGE = "page"  # the customer pages and the back office: HTML
 
 
-_JSON_PATHS = re.compile(r"^/(?:api|webhooks)(?:/|$)|^/(?:healthz|livez|readyz)/?$")
+_JSON_PATHS = re.compile(r"^/(?:api|webhooks)(?:/|$)|^/(?:healthz|livez|readyz|metrics)/?$")
 _TAG_PATHS = re.compile(r"^/tag(?:/|$)")
 
 

@@ -15,6 +15,7 @@ from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
+from config import metrics
 from ringpools import phone
 from ringpools.api import (
     ApiError,
@@ -107,6 +108,7 @@ def numbers(request: HttpRequest, pool_key: str) -> HttpResponse:
     limits, address, now = limiter(), client_address(request), time.time()
     verdict = limits.check(address=address, visitor=f"{pool.id}:{asked.visitor_id}", now=now)
     if not verdict.allowed:
+        metrics.RATE_LIMITED.inc()
         return rate_limited(verdict.retry_after)
     try:
         shown = present_number(
@@ -119,8 +121,10 @@ def numbers(request: HttpRequest, pool_key: str) -> HttpResponse:
             new_visitor=asked.new_visitor,
         )
     except ClaimRefused:
+        metrics.RATE_LIMITED.inc()
         return rate_limited(verdict.retry_after)
     except HandoutBusy:
+        metrics.HANDOUT_BUSY.inc()
         log.warning("hand-out of pool %s: free numbers stayed locked or requests kept colliding", pool.id)
         return busy()
     if shown.claimed:
@@ -131,6 +135,8 @@ def numbers(request: HttpRequest, pool_key: str) -> HttpResponse:
         "kind": shown.kind,
         "expires_at": shown.expires_at.isoformat() if shown.expires_at else None,
     }
+    metrics.HANDOUTS.labels(shown.kind).inc()
+    metrics.HANDOUT_SECONDS.observe(time.time() - now)
     # Plain strings only: json.dumps without JsonResponse's encoder class, on every hand-out.
     return HttpResponse(
         json.dumps(answer), content_type="application/json", headers={"Cache-Control": "no-store"}

@@ -16,6 +16,7 @@ from django.db import DatabaseError
 from django.db.models import F
 from django.utils import timezone
 
+from config import metrics
 from config.schedules import SCHEDULES
 from scaling.audit import reason_cut
 from scaling.models import JobRun
@@ -52,6 +53,9 @@ def job_finished(
     took = _started.pop(task_id, None)
     duration = round((time.monotonic() - took) * 1000) if took is not None else None
     values: dict[str, Any] = {"last_finished_at": now, "last_duration_ms": duration}
+    if took is not None:
+        outcome = "ok" if state == "SUCCESS" else "failed"
+        metrics.JOB_SECONDS.labels(name, outcome).observe(time.monotonic() - took)
     if state == "SUCCESS":
         values.update(last_outcome="ok", last_succeeded_at=now, last_error="", last_result=str(retval)[:100])
         counted = {"runs": F("runs") + 1}

@@ -32,6 +32,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import User
+from config import metrics
 from config.history import history_by
 from ringpools.choices import NumberRole, NumberState
 from ringpools.models import PromoNumber, RingPool
@@ -757,6 +758,8 @@ def _finish(order: CarrierOrder, state: str, now: datetime) -> None:
     order.finished_at = now
     order.claimed_until = None
     order.save(update_fields=["state", "finished_at", "claimed_until", "number", "carrier_ref", "last_error"])
+    counted = metrics.CARRIER_ORDERS.labels(order.kind, state)
+    transaction.on_commit(counted.inc)
 
 
 def _event(
