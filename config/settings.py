@@ -51,7 +51,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: a Host header Django would refuse is answered in the endpoint's format, in one log line.
+    # Every log line of a request carries its id and pool key (config/logs.py).
+    "config.logs.RequestContext",
+    # Then: a Host header Django would refuse is answered in the endpoint's format, in one log line.
     "ringpools.errors.HostChecked",
     # A database that cannot answer: the designed 503, not a 500 (ringpools/errors.py).
     "ringpools.errors.ServiceUnavailable",
@@ -344,12 +346,33 @@ if not DEBUG:
     if env.bool("BEHIND_TLS_PROXY", default=True):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# Logs (config/logs.py): LOG_FORMAT=json for one JSON object per line (log collectors); repeated
+# identical warnings and errors collapsed to one line per LOG_REPEAT_SECONDS.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+LOG_REPEAT_SECONDS = env.int("LOG_REPEAT_SECONDS", default=60)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"public_client_errors": {"()": "ringpools.logs.PublicClientErrors"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(pool_key)s %(outcome)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "filters": {
+        "public_client_errors": {"()": "ringpools.logs.PublicClientErrors"},
+        "request_fields": {"()": "config.logs.RequestFields"},
+        "collapse_repeats": {"()": "config.logs.CollapseRepeats"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_fields", "collapse_repeats"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         # django-axes logs every successful sign-in at INFO; failures and lockouts are warnings.

@@ -48,7 +48,9 @@ def database_errors_as_503(view: Callable[..., HttpResponse]) -> Callable[..., H
         try:
             return view(request, *args, **kwargs)
         except DatabaseFailure:  # django.db.Error: OperationalError, InterfaceError, ...
-            log.exception("%r failed on the database", request.path)  # %r: no raw bytes in the log
+            # %r: no raw bytes in the log. Repeats are collapsed (config/logs.py): an outage writes a
+            # line per minute, not one per request.
+            log.exception("%r failed on the database", request.path, extra={"outcome": "503 unavailable"})
             return unavailable()
 
     return wrapper
