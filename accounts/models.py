@@ -22,6 +22,11 @@ class User(AbstractUser):
         help_text="An e-mail when an alert about your pools (or, for account managers, any alert) opens "
         "and when it is resolved.",
     )
+    alert_digest = models.BooleanField(
+        "daily alert digest",
+        default=False,
+        help_text="Each morning (UTC), one e-mail with the alerts open and those resolved in the last day.",
+    )
 
 
 class Account(models.Model):

@@ -70,4 +70,12 @@ SCHEDULES: tuple[Schedule, ...] = (
         description="Opens, keeps and resolves alerts (pools at their cap, carrier trouble, late jobs) and "
         "mails them once.",
     ),
+    Schedule(
+        name="Send the daily alert digest",
+        task="scaling.tasks.send_alert_digests",
+        # Hourly ("hour" stays "*", as above); the task sends at RINGPOOL_ALERT_DIGEST_HOUR_UTC only.
+        crontab={"minute": "3", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
+        description="At RINGPOOL_ALERT_DIGEST_HOUR_UTC, to those who asked for it: the alerts open and "
+        "those resolved in the last day.",
+    ),
 )

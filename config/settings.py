@@ -231,6 +231,8 @@ RINGPOOL_ALERT_OVERFLOW_PERCENT = env.float("RINGPOOL_ALERT_OVERFLOW_PERCENT", d
 # A periodic task counts as late this long after it should have run; Beat, after this long unseen.
 RINGPOOL_ALERT_JOB_MARGIN_MINUTES = env.int("RINGPOOL_ALERT_JOB_MARGIN_MINUTES", default=5)
 RINGPOOL_ALERT_BEAT_SILENT_SECONDS = env.int("RINGPOOL_ALERT_BEAT_SILENT_SECONDS", default=120)
+# The daily digest (for those who ask for it on the Alerts page) goes out in this hour, UTC.
+RINGPOOL_ALERT_DIGEST_HOUR_UTC = env.int("RINGPOOL_ALERT_DIGEST_HOUR_UTC", default=8)
 # Where the alert mails link to (the customer pages' address), e.g. https://app.example.com.
 RINGPOOL_ALERT_LINK_BASE_URL = env("RINGPOOL_ALERT_LINK_BASE_URL", default="")
 

@@ -18,10 +18,10 @@ from django.utils import timezone
 
 from config.locks import JobLock, carrier_slot, job_session_lock
 from scaling.alerts.conditions import alerts_check
-from scaling.alerts.mail import alert_mails_send
+from scaling.alerts.mail import alert_digests_send, alert_mails_send
 from scaling.choices import OrderState
 from scaling.growth.run import ringpools_grow
-from scaling.models import CarrierOrder
+from scaling.models import CarrierOrder, JobRun
 from scaling.pruning.run import ringpools_prune
 from scaling.supply.carrier import get_carrier
 from scaling.supply.choice import SharedSearch
@@ -142,3 +142,20 @@ def check_alerts() -> int:
         if report.opened or report.resolved:
             log.info("check_alerts: %d opened, %d resolved", len(report.opened), len(report.resolved))
         return alert_mails_send(now=now)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def send_alert_digests() -> int:
+    """The daily alert digest to those who asked for it, in the hour RINGPOOL_ALERT_DIGEST_HOUR_UTC
+    (sent hourly by Beat; once a day: a run after today's digest went out sends nothing). Returns
+    how many went."""
+    now = timezone.now()
+    if now.hour != settings.RINGPOOL_ALERT_DIGEST_HOUR_UTC:
+        return 0
+    sent_today = JobRun.objects.filter(
+        task="scaling.tasks.send_alert_digests",
+        last_succeeded_at__gte=now.replace(minute=0, second=0, microsecond=0),
+    )
+    if sent_today.exists():
+        return 0
+    return alert_digests_send(now=now)

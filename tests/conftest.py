@@ -107,6 +107,19 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
 
 
 @pytest.fixture
+def demo(live_server, settings):
+    """The demo data (`seed_demo`) behind a live server, for the browser tests."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    # The live server speaks plain http://; production's Secure cookies would not come back.
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+    call_command("seed_demo", stdout=StringIO())
+    return live_server
+
+
+@pytest.fixture
 def database_down(transactional_db):
     """The real connection pointed at nothing: every query fails as with a database that is down."""
     from django.db import connections

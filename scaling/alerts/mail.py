@@ -10,7 +10,7 @@ that says both.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -19,7 +19,7 @@ from django.db.models import Q, QuerySet
 from django.urls import reverse
 
 from accounts.choices import Role
-from accounts.models import User
+from accounts.models import Membership, User
 from scaling.alerts.episodes import alert_mailed
 from scaling.models import Alert
 
@@ -125,3 +125,51 @@ def _link(alert: Alert) -> str:
     if alert.pool_id:
         return base + reverse("pool-health", args=[alert.pool_id])
     return base + reverse("alert-list")
+
+
+def alert_digests_send(*, now: datetime) -> int:
+    """The daily digest: to each person who asked for it (`User.alert_digest`), the alerts they would
+    be mailed about that are open now or resolved in the last day. Nobody gets an empty digest."""
+    since = now - timedelta(days=1)
+    recent = list(
+        Alert.objects.filter(opened_at__isnull=False)
+        .filter(Q(resolved_at__isnull=True) | Q(resolved_at__gte=since))
+        .select_related("account", "pool")
+        .order_by("resolved_at", "-opened_at")
+    )
+    managers = set(account_managers().values_list("pk", flat=True))
+    supers: dict[int, set[int]] = {}
+    for user_id, account_id in Membership.objects.filter(role=Role.SUPER_USER).values_list(
+        "user_id", "account_id"
+    ):
+        supers.setdefault(user_id, set()).add(account_id)
+    messages = []
+    for person in User.objects.filter(is_active=True, alert_digest=True).exclude(email=""):
+        theirs = [
+            alert
+            for alert in recent
+            if person.pk in managers or alert.account_id in supers.get(person.pk, set())
+        ]
+        if theirs:
+            messages.append(_digest(person, theirs, now))
+    if messages:
+        get_connection(fail_silently=False).send_messages(messages)
+    return len(messages)
+
+
+def _digest(person: User, alerts: list[Alert], now: datetime) -> EmailMessage:
+    still_open = [alert for alert in alerts if alert.resolved_at is None]
+    lines = [f"{len(still_open)} open, {len(alerts) - len(still_open)} resolved in the last day.", ""]
+    for alert in alerts:
+        tz = ZoneInfo(str(alert.account.timezone)) if alert.account else ZoneInfo("UTC")
+        what = alert.pool.name if alert.pool else (alert.account.name if alert.account else "the system")
+        if alert.resolved_at:
+            state = f"resolved {_when(alert.resolved_at, tz)}"
+        else:
+            state = f"open since {_when(alert.opened_at, tz)}"
+        lines += [f"- {alert.get_kind_display()} — {what} ({state})", f"  {alert.reason}."]
+        if alert.advice and not alert.resolved_at:
+            lines.append(f"  What to do: {alert.advice}")
+    lines += ["", "Turn the digest off for yourself on the Alerts page."]
+    subject = f"[RingPool] Alerts digest {now:%Y-%m-%d}: {len(still_open)} open"
+    return EmailMessage(subject=subject, body="\n".join(lines), to=[person.email])

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0004_user_alert_emails'),
+        ('accounts', '0004_user_alert_mail'),
         ('ringpools', '0008_pool_region_names_a_state'),
         ('scaling', '0006_jobs_survive_faults'),
     ]

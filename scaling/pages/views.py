@@ -184,8 +184,10 @@ def alert_list(request: AccountRequest) -> HttpResponse:
     user = request.user
     if request.method == "POST":
         wants = request.POST.get("alert_emails") == "on"
-        User.objects.filter(pk=user.pk).update(alert_emails=wants)
-        messages.success(request, "Alert mail is on for you." if wants else "Alert mail is off for you.")
+        digest = request.POST.get("alert_digest") == "on"
+        User.objects.filter(pk=user.pk).update(alert_emails=wants, alert_digest=digest)
+        told = "Alert mail is on for you" if wants else "Alert mail is off for you"
+        messages.success(request, f"{told}; the daily digest is {'on' if digest else 'off'}.")
         return redirect("alert-list")
     now = timezone.now()
     resolved = (
@@ -200,7 +202,7 @@ def alert_list(request: AccountRequest) -> HttpResponse:
             "nav": "alerts",
             "open_alerts": account_open_alerts(access.account),
             "resolved": resolved,
-            "alert_emails": User.objects.filter(pk=user.pk).values_list("alert_emails", flat=True).first(),
+            "mail": User.objects.filter(pk=user.pk).values("alert_emails", "alert_digest").first(),
             "tz": access.account.timezone,
         },
     )

@@ -318,3 +318,54 @@ def test_only_active_numbers_count_toward_the_cap():
     type(number).objects.filter(pk=number.pk).update(state=NumberState.RELEASING)
     overflowed(pool, T0)
     assert check(T0)[0] == []
+
+
+def test_the_daily_digest_goes_to_those_who_asked_for_it_with_what_they_would_be_mailed_about():
+    from scaling.alerts.mail import alert_digests_send
+
+    pool = full_pool()
+    overflowed(pool, T0)
+    check(T0)  # opens the cap alert
+    other = factories.RingPoolFactory(name="Elsewhere")
+    factories.MembershipFactory(
+        account=other.account, role=Role.SUPER_USER, user__email="them@other.test", user__alert_digest=True
+    )
+    boss = pool.account.memberships.get(role=Role.SUPER_USER).user
+    type(boss).objects.filter(pk=boss.pk).update(alert_digest=True)
+    manager = factories.StaffFactory(email="manager@platform.test", alert_digest=True)
+    mail.outbox.clear()
+
+    assert alert_digests_send(now=T0 + timedelta(hours=2)) == 2
+    by_address = {m.to[0]: m for m in mail.outbox}
+    assert set(by_address) == {"boss@customer.test", manager.email}  # not the other account's super user
+    digest = by_address["boss@customer.test"]
+    assert digest.subject == "[RingPool] Alerts digest 2026-11-18: 1 open"
+    assert f"At its maximum size while overflowing — {pool.name} (open since 2026-11-18 07:00" in digest.body
+    assert "What to do: Raise the maximum size" in digest.body
+
+    # Resolved more than a day ago: no longer in it, and nobody gets an empty digest.
+    type(pool).objects.filter(pk=pool.pk).update(max_size=10)
+    check(T0 + timedelta(hours=3))
+    mail.outbox.clear()
+    assert alert_digests_send(now=T0 + timedelta(hours=26)) == 2  # resolved 23 hours before
+    assert alert_digests_send(now=T0 + timedelta(hours=28)) == 0
+
+
+def test_the_digest_task_sends_in_its_hour_once(monkeypatch, settings):
+    from scaling import tasks
+
+    settings.RINGPOOL_ALERT_DIGEST_HOUR_UTC = 8
+    pool = full_pool()
+    overflowed(pool, T0)
+    check(T0)
+    factories.StaffFactory(email="manager@platform.test", alert_digest=True)
+    with time_machine.travel(datetime(2026, 11, 19, 7, 3, tzinfo=UTC), tick=False):
+        assert tasks.send_alert_digests() == 0
+    with time_machine.travel(datetime(2026, 11, 19, 8, 3, tzinfo=UTC), tick=False):
+        assert tasks.send_alert_digests() == 1
+        JobRun.objects.create(
+            task="scaling.tasks.send_alert_digests",
+            last_succeeded_at=datetime(2026, 11, 19, 8, 3, tzinfo=UTC),
+        )
+    with time_machine.travel(datetime(2026, 11, 19, 8, 40, tzinfo=UTC), tick=False):
+        assert tasks.send_alert_digests() == 0  # a redelivery within the hour

@@ -4,23 +4,13 @@ manager sees it under "Needs attention" on the admin index."""
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "ringpool-demo"
-
-
-@pytest.fixture
-def demo(live_server, settings):
-    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
-    call_command("seed_demo", stdout=StringIO())
-    return live_server
 
 
 def test_the_super_user_sees_the_banner_and_turns_her_alert_mail_off(demo, page: Page, output_path):
@@ -42,7 +32,7 @@ def test_the_super_user_sees_the_banner_and_turns_her_alert_mail_off(demo, page:
     expect(mail).to_be_checked()
     mail.uncheck()
     page.get_by_role("button", name="Save").click()
-    expect(page.get_by_role("status")).to_contain_text("Alert mail is off for you.")
+    expect(page.get_by_role("status")).to_contain_text("Alert mail is off for you; the daily digest is off.")
     expect(mail).not_to_be_checked()
     assert User.objects.get(username="alice").alert_emails is False
 

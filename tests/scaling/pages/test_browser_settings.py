@@ -6,11 +6,9 @@ Screenshots of the settings page and of a pool health page are kept in the test 
 
 from __future__ import annotations
 
-from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
 from accounts.models import Account
@@ -21,14 +19,6 @@ from scaling.services import ringpool_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "ringpool-demo"
-
-
-@pytest.fixture
-def demo(live_server, settings):
-    # The live server speaks plain http://; production's Secure cookies would not come back.
-    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
-    call_command("seed_demo", stdout=StringIO())
-    return live_server
 
 
 def sign_in(page: Page, live_server, username: str) -> None:
