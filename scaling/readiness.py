@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -28,7 +29,8 @@ def _database() -> str:
 def _broker() -> str:
     from config.celery import app
 
-    with app.connection_for_write() as broker:
+    # The broker of the settings (the same URL and transport options the workers use).
+    with app.connection_for_write(settings.CELERY_BROKER_URL) as broker:
         broker.ensure_connection(
             max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_SECONDS
         )
