@@ -31,6 +31,7 @@ from scaling.pruning.rule import (
     prune_decide,
     prune_month,
 )
+from scaling.supply.outbox import StillUnused
 
 # Pools planned per streamed read of their numbers: bounds memory whatever the number of pools.
 BATCH_POOLS = 250
@@ -68,16 +69,18 @@ def last_used_expression() -> Coalesce:
     return Coalesce(Greatest(Coalesce(presented, called), Coalesce(called, presented)), F("acquired_at"))
 
 
+def still_unused_at(now: datetime) -> StillUnused:
+    """The prune's guard on its removals: unused as the rule reads it at `now` (pinned, leased,
+    presented or called within its windows are in use)."""
+    return StillUnused(
+        free_at=now, presented_before=now - PRUNE_PRESENTED_WINDOW, called_before=now - PRUNE_CALLED_WINDOW
+    )
+
+
 def maybe_unused(numbers: QuerySet[PromoNumber], now: datetime) -> QuerySet[PromoNumber]:
     """Narrows the numbers read to those the rule might find unused (a superset: the rule decides;
     of numbers it found unused, exactly those still unused)."""
-    return numbers.filter(
-        Q(last_presented_at__isnull=True) | Q(last_presented_at__lt=now - PRUNE_PRESENTED_WINDOW),
-        Q(last_called_at__isnull=True) | Q(last_called_at__lt=now - PRUNE_CALLED_WINDOW),
-        role=NumberRole.ROTATING,
-        pinned_at__isnull=True,
-        busy_until__lte=now,
-    )
+    return numbers.filter(still_unused_at(now).q())
 
 
 def number_use_of(row: Sequence[Any], now: datetime) -> NumberUse:

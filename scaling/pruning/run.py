@@ -27,13 +27,12 @@ from django.db import connection, connections, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
 from accounts.models import Account, User
-from ringpools.choices import NumberState
-from ringpools.models import PromoNumber, RingPool
+from ringpools.models import RingPool
 from scaling.applicability import applicable_pools
 from scaling.audit import AuditEntry, reason_cut, scaling_events_record
 from scaling.choices import EventKind, OrderKind, PruneOutcome, Trigger
 from scaling.models import MonthlyPrune
-from scaling.pruning.plans import BATCH_POOLS, PoolPrunePlan, maybe_unused, pools_for_plans, prune_plans
+from scaling.pruning.plans import BATCH_POOLS, PoolPrunePlan, pools_for_plans, prune_plans, still_unused_at
 from scaling.pruning.rule import NumberVerdict, prune_month
 from scaling.supply.outbox import Removal, carrier_orders_due, pools_numbers_release_begin
 
@@ -53,10 +52,12 @@ ReleaseOrders = Callable[[list[int]], object]  # gets the ids of release orders 
 # Pools whose removals are written per transaction (a constant number of statements per batch).
 APPLY_POOLS = 50
 # Batches written at once, each on its own connection (PostgreSQL), while the next are planned: the
-# server's work — index entries, foreign-key checks — is most of a batch's cost, and a second writer
-# uses a second CPU (bench/prune.py on this 2-CPU machine: about 25 s with one writer, 16-19 s with
-# two; a third adds nothing). Batches hold disjoint pools: writers never wait for each other's rows.
-WRITERS = 2
+# server's work — index entries, foreign-key checks, WAL — is most of a batch's cost, and while one
+# writer's statement runs another's Python builds the next (bench/prune.py on this 2-CPU machine,
+# 1,000,000 numbers: one writer 25 s, two 14-15 s, three 13-14 s, four 12.6-13.6 s). Each writer is
+# one more database connection, for the length of the pass. Batches hold disjoint pools: writers
+# never wait for each other's rows.
+WRITERS = 4
 # Batches planned or being written at most (bounds memory).
 PLANNED_AHEAD = WRITERS + 1
 
@@ -167,33 +168,33 @@ def _batch_apply(
 ) -> list[PoolPruneResult]:
     """Decide a batch of pools for the month in one transaction: the monthly records (the database
     refuses a second one per pool and month: a pool another run decided is left to it), the numbers
-    out of rotation with their release orders and events, and one event per skipped pool."""
+    out of rotation with their release orders and events — only those still unused, checked in the
+    statement that takes them — and one event per pool that ends up removing nothing."""
     with transaction.atomic():
-        still = _still_unused([v for plan in batch for v in plan.plan.removals], now)
-        decisions = []
-        for plan in batch:
-            removals = [v for v in plan.plan.removals if v.number.id in still]
-            reason = plan.plan.reason
-            if len(removals) < len(plan.plan.removals):
-                reason += f"; {len(plan.plan.removals) - len(removals)} used since the plan was read, kept"
-            figures = {**plan.plan.figures, "month": f"{month:%Y-%m}", "local_date": str(plan.local_date)}
-            decisions.append((plan, removals, reason_cut(reason), figures))
+        figures_of = {
+            plan.pool.pk: {**plan.plan.figures, "month": f"{month:%Y-%m}", "local_date": str(plan.local_date)}
+            for plan in batch
+        }
+        # The records first, as planned: they claim the pools for this run before any number moves.
         MonthlyPrune.objects.bulk_create(
             [
                 MonthlyPrune(
                     account_id=plan.pool.account_id,
                     pool=plan.pool,
                     month=month,
-                    outcome=PruneOutcome.PRUNED if removals else PruneOutcome.SKIPPED,
-                    removed=len(removals),
-                    reason=reason,
-                    figures={**figures, "removed_ids": [v.number.id for v in removals]},
+                    outcome=PruneOutcome.PRUNED if plan.plan.removals else PruneOutcome.SKIPPED,
+                    removed=len(plan.plan.removals),
+                    reason=reason_cut(plan.plan.reason),
+                    figures={
+                        **figures_of[plan.pool.pk],
+                        "removed_ids": [v.number.id for v in plan.plan.removals],
+                    },
                     trigger=trigger,
                     actor=actor,
                     decided_at=now,
                     run=run,
                 )
-                for plan, removals, reason, figures in decisions
+                for plan in batch
             ],
             ignore_conflicts=True,
         )
@@ -204,14 +205,24 @@ def _batch_apply(
         )
         queued = pools_numbers_release_begin(
             removals={
-                plan.pool: [_removal(v, figures, now) for v in removals]
-                for plan, removals, _, figures in decisions
-                if removals and plan.pool.pk in ours
+                plan.pool: [_removal(v, figures_of[plan.pool.pk], now) for v in plan.plan.removals]
+                for plan in batch
+                if plan.plan.removals and plan.pool.pk in ours
             },
             trigger=trigger,
             actor=actor,
             now=now,
+            only=still_unused_at(now),
         )
+        gone = {release.number_id for release in queued}
+        decisions = []
+        for plan in batch:
+            removals = [v for v in plan.plan.removals if v.number.id in gone]
+            reason = plan.plan.reason
+            if plan.pool.pk in ours and len(removals) < len(plan.plan.removals):
+                reason += f"; {len(plan.plan.removals) - len(removals)} used since the plan was read, kept"
+                _record_correct(plan, removals, reason_cut(reason), month=month, run=run)
+            decisions.append((plan, removals, reason_cut(reason), figures_of[plan.pool.pk]))
         scaling_events_record(
             AuditEntry(
                 account_id=plan.pool.account_id,
@@ -241,15 +252,17 @@ def _batch_apply(
     return results
 
 
-def _still_unused(planned: list[NumberVerdict], now: datetime) -> set[int]:
-    """Of the planned removals, those still unused, locked so the hand-out cannot take them now. (The
-    plan found them unused; what can have changed since is what `maybe_unused` reads.)"""
-    if not planned:
-        return set()
-    numbers = PromoNumber.objects.filter(pk__in=[v.number.id for v in planned], state=NumberState.ACTIVE)
-    return set(
-        maybe_unused(numbers, now).select_for_update(of=("self",)).order_by("pk").values_list("pk", flat=True)
-    )
+def _record_correct(
+    plan: PoolPrunePlan, removals: list[NumberVerdict], reason: str, *, month: date, run: uuid.UUID
+) -> None:
+    """A pool's monthly record says what really went when numbers were used between the plan's read
+    and their removal (rare: a visitor arriving in that second)."""
+    record = MonthlyPrune.objects.get(pool_id=plan.pool.pk, month=month, run=run)
+    record.removed = len(removals)
+    record.outcome = PruneOutcome.PRUNED if removals else PruneOutcome.SKIPPED
+    record.reason = reason
+    record.figures = {**record.figures, "removed_ids": [v.number.id for v in removals]}
+    record.save(update_fields=["removed", "outcome", "reason", "figures"])
 
 
 def _removal(verdict: NumberVerdict, figures: dict[str, Any], now: datetime) -> Removal:

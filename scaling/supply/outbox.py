@@ -389,6 +389,26 @@ class Removal:
 Wanted = dict[int, tuple[int, Removal]]  # number id -> (its pool's id, the removal)
 
 
+class StillUnused(NamedTuple):
+    """A guard on a release: only numbers still unused — rotating, not pinned, free at `free_at`, not
+    presented since `presented_before` nor called since `called_before` (never is fine). The
+    month-end prune removes only the numbers it found unused, if nobody used them since it looked."""
+
+    free_at: datetime
+    presented_before: datetime
+    called_before: datetime
+
+    def q(self) -> Q:
+        """The guard in the ORM (the SQL statement spells the same in `_STILL_UNUSED_SQL`)."""
+        return Q(
+            Q(last_presented_at__isnull=True) | Q(last_presented_at__lt=self.presented_before),
+            Q(last_called_at__isnull=True) | Q(last_called_at__lt=self.called_before),
+            role=NumberRole.ROTATING,
+            pinned_at__isnull=True,
+            busy_until__lte=self.free_at,
+        )
+
+
 class QueuedRelease(NamedTuple):
     """A release order as written (not read back: a month-end prune writes 100,000 of them, and a
     model object costs more to build than its row costs to write)."""
@@ -425,9 +445,11 @@ def pools_numbers_release_begin(
     trigger: str,
     actor: User | None = None,
     now: datetime | None = None,
+    only: StillUnused | None = None,
 ) -> list[QueuedRelease]:
     """`numbers_release_begin` for several pools at once, in a constant number of statements (the
-    month-end prune removes numbers of thousands of pools), by number."""
+    month-end prune removes numbers of thousands of pools), by number. With `only`, numbers used
+    since (see StillUnused) are left as they are, in the same statement that takes the others."""
     now = now or timezone.now()
     pools = {pool.pk: pool for pool in removals}
     wanted: Wanted = {
@@ -442,19 +464,27 @@ def pools_numbers_release_begin(
         trigger=trigger,
         actor=actor,
         now=now,
+        only=only,
     )
 
 
 # The twins: one for PostgreSQL, one for any database. They write the same rows (tests/scaling/supply
 # compares them over random stories on PostgreSQL, where both run).
 def release_begin_orm(
-    wanted: Wanted, *, account_of: dict[int, int], trigger: str, actor: User | None, now: datetime
+    wanted: Wanted,
+    *,
+    account_of: dict[int, int],
+    trigger: str,
+    actor: User | None,
+    now: datetime,
+    only: StillUnused | None = None,
 ) -> list[QueuedRelease]:
     """The release's first half through the ORM, a few statements per call."""
     with transaction.atomic():
+        leaving = PromoNumber.objects.filter(pk__in=wanted, state=NumberState.ACTIVE)
         numbers = [
             number
-            for number in PromoNumber.objects.filter(pk__in=wanted, state=NumberState.ACTIVE)
+            for number in (leaving if only is None else leaving.filter(only.q()))
             .select_for_update(of=("self",))
             .only("pk", "pool_id", "role", "carrier_ref")  # no phone parsing: a prune removes thousands
             .order_by("pk")
@@ -507,6 +537,12 @@ _RELEASE_EVENTS = scaling_events_insert_sql(
     "%(now)s::timestamptz FROM gone g"
 )
 
+# StillUnused.q() in SQL; without a guard (%(free_at)s NULL) every active number named may go.
+_STILL_UNUSED_SQL = """%(free_at)s::timestamptz IS NULL OR (
+        n.role = %(rotating)s AND n.pinned_at IS NULL AND n.busy_until <= %(free_at)s
+        AND (n.last_presented_at IS NULL OR n.last_presented_at < %(presented_before)s)
+        AND (n.last_called_at IS NULL OR n.last_called_at < %(called_before)s))"""
+
 # `pools_numbers_release_begin` on PostgreSQL: the same rows as the ORM steps below it (numbers still
 # active become releasing; one pending release order and one NUMBER_REMOVED event each), written by
 # the server in one statement instead of one Python object per row.
@@ -514,12 +550,17 @@ _RELEASE_BEGIN_SQL = f"""
 WITH wanted AS (
     -- One JSON document for the batch: json.dumps in C, where text arrays cost a regex per element.
     SELECT * FROM jsonb_to_recordset(%(wanted)s::jsonb)
-        AS w(id bigint, pool_id bigint, reason text, figures jsonb, request_id text)
+        AS w(id bigint, pool_id bigint, reason text, figures jsonb)
 ), gone AS (
     UPDATE {_N} n SET state = %(releasing)s
     FROM wanted w
     WHERE n.id = w.id AND n.pool_id = w.pool_id AND n.state = %(active)s
-    RETURNING n.id, n.pool_id, n.account_id, n.role, n.carrier_ref, w.reason, w.figures, w.request_id
+      AND ({_STILL_UNUSED_SQL})
+    -- The request id (the carrier's idempotency key) drawn here: one Python uuid4 per number cost
+    -- the prune a second, mostly in handing the GIL around os.urandom.
+    RETURNING n.id, n.pool_id, n.account_id, n.role, n.carrier_ref, w.reason, w.figures,
+              'ringpool-' || n.pool_id || '-' || left(replace(gen_random_uuid()::text, '-', ''), 20)
+              AS request_id
 ), orders AS (
     INSERT INTO {_O} (kind, state, account_id, pool_id, number_id, role, request_id, offer, carrier_ref,
                       trigger, reason, figures, actor_id, attempts, last_error, created_at)
@@ -536,7 +577,13 @@ SELECT o.id, o.pool_id, o.number_id, o.request_id FROM orders o ORDER BY o.numbe
 
 
 def release_begin_sql(
-    wanted: Wanted, *, account_of: dict[int, int], trigger: str, actor: User | None, now: datetime
+    wanted: Wanted,
+    *,
+    account_of: dict[int, int],
+    trigger: str,
+    actor: User | None,
+    now: datetime,
+    only: StillUnused | None = None,
 ) -> list[QueuedRelease]:
     """The release's first half on PostgreSQL: one statement however many numbers."""
     ids = sorted(wanted)
@@ -551,7 +598,6 @@ def release_begin_sql(
                             "pool_id": wanted[pk][0],
                             "reason": reason_cut(wanted[pk][1].reason),
                             "figures": wanted[pk][1].figures,
-                            "request_id": new_request_id(wanted[pk][0]),
                         }
                         for pk in ids
                     ]
@@ -564,6 +610,8 @@ def release_begin_sql(
                 "trigger": trigger,
                 "actor": actor.pk if actor else None,
                 "now": now,
+                "rotating": NumberRole.ROTATING,
+                **(only._asdict() if only else dict.fromkeys(StillUnused._fields)),
             },
         )
         return [QueuedRelease(*row) for row in cursor.fetchall()]

@@ -237,9 +237,37 @@ def test_a_number_handed_out_after_the_plan_was_read_is_kept():
     PromoNumber.objects.filter(pk=first).update(busy_until=LAST_DAY + timedelta(minutes=30))
     with mock.patch.object(pruning, "prune_plans", return_value=iter(plans)):
         [result] = run()
-    assert [v.number.id for v in result.removed] == [plans[0].plan.removals[1].number.id]
+    second = plans[0].plan.removals[1].number.id
+    assert [v.number.id for v in result.removed] == [second]
     assert "1 used since the plan was read, kept" in result.reason
     assert PromoNumber.objects.get(pk=first).state == NumberState.ACTIVE
+    # The month's record says what really went, not what was planned.
+    record = MonthlyPrune.objects.get(pool=pool)
+    assert (record.outcome, record.removed, record.figures["removed_ids"]) == (
+        PruneOutcome.PRUNED,
+        1,
+        [second],
+    )
+    assert "1 used since the plan was read, kept" in record.reason
+
+
+def test_when_every_planned_number_was_used_since_the_plan_the_pool_is_skipped_with_its_event():
+    pool = make_pool(10)
+    plans = list(
+        pruning.prune_plans(
+            pools=pruning.pools_for_plans(pool.__class__.objects.filter(pk=pool.pk)), now=LAST_DAY
+        )
+    )
+    planned = [v.number.id for v in plans[0].plan.removals]
+    PromoNumber.objects.filter(pk__in=planned).update(last_presented_at=LAST_DAY - timedelta(minutes=1))
+    with mock.patch.object(pruning, "prune_plans", return_value=iter(plans)):
+        [result] = run()
+    assert result.outcome == PruneOutcome.SKIPPED and result.removed == ()
+    record = MonthlyPrune.objects.get(pool=pool)
+    assert (record.outcome, record.removed, record.figures["removed_ids"]) == (PruneOutcome.SKIPPED, 0, [])
+    assert not CarrierOrder.objects.filter(pool=pool).exists()
+    skipped = ScalingEvent.objects.get(pool=pool, kind=EventKind.PRUNE_SKIPPED)
+    assert f"{len(planned)} used since the plan was read, kept" in skipped.reason
 
 
 def test_a_pinned_number_stays_until_it_is_unpinned():
