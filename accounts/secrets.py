@@ -16,7 +16,8 @@ from django.core.exceptions import ImproperlyConfigured
 MISSING_ENCRYPTION_KEYS = (
     "RINGPOOL_ENCRYPTION_KEYS is not set. With DEBUG off (production) it must come from the environment: "
     "generate one with python -c "
-    '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+    '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())". '
+    "For the demo, run commands through bin/manage instead: it has the demo's settings (DEBUG on)."
 )
 
 

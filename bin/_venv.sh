@@ -12,8 +12,10 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11 or newer is needed"'
   "$python" -m venv .venv
 fi
-stamp=".venv/.installed-${extra:-run}-$(sha1sum pyproject.toml | cut -c1-12)"
-if [ ! -f "$stamp" ]; then
+hash="$(sha1sum pyproject.toml | cut -c1-12)"
+stamp=".venv/.installed-${extra:-run}-$hash"
+# The test tools' install holds the product's too: bin/manage and bin/demo need nothing more after bin/test.
+if [ ! -f "$stamp" ] && { [ -n "$extra" ] || [ ! -f ".venv/.installed-dev-$hash" ]; }; then
   echo "Installing the project into .venv (once) ..."
   target="."; [ -n "$extra" ] && target=".[$extra]"
   if ! { .venv/bin/python -m pip install --quiet --upgrade pip && .venv/bin/python -m pip install --quiet -e "$target"; } \
