@@ -35,6 +35,21 @@ class PruneRule(StrEnum):
     MIN_SIZE = "min_size"
 
 
+# Each rule in words, for the places that count numbers by rule (the command, admin).
+PRUNE_RULE_WORDS = {
+    PruneRule.UNUSED: "unused",
+    PruneRule.OVERFLOW_RECENT: f"the pool overflowed in the past {PRUNE_OVERFLOW_WINDOW.days} days",
+    PruneRule.OVERFLOW_NUMBER: "the overflow number",
+    PruneRule.PINNED: "pinned by staff",
+    PruneRule.LEASED: "held by a visitor now",
+    PruneRule.PRESENTED: f"presented in the past {PRUNE_PRESENTED_WINDOW.days} days",
+    PruneRule.CALLED: f"called in the past {PRUNE_CALLED_WINDOW.days} days",
+    PruneRule.NEW: "new, not yet presented",
+    PruneRule.CAP: f"held back by the {PRUNE_SHARE_PERCENT}% cap",
+    PruneRule.MIN_SIZE: "held back by the minimum size",
+}
+
+
 @dataclass(frozen=True)
 class NumberUse:
     """The facts about one active number of a pool that the prune rule reads (plus what to show)."""

@@ -8,26 +8,33 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Account
+from ringpools.choices import NumberState
+from ringpools.models import RingPool
+from scaling.applicability import applicable_pools, pool_applicability, pools_with_applicability
 from scaling.choices import PruneOutcome
 from scaling.models import MonthlyPrune
 from scaling.pruning.bill import bills_for
-from scaling.pruning.rule import NumberVerdict, PruneRule, prune_month
+from scaling.pruning.rule import PRUNE_RULE_WORDS, NumberVerdict, PruneRule, prune_month
 from scaling.pruning.run import PoolPruneResult, ringpools_prune
 from scaling.supply.outbox import carrier_orders_of, carrier_orders_run
 
-# Pools with more numbers than this list the numbers that stay as counts per reason (-v 2: all).
-LIST_ALL_UP_TO = 40
+
+def counted(count: int, one: str, many: str | None = None) -> str:
+    """`1 pool`, `2 pools`: the count with its noun in the right number."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
 class Command(BaseCommand):
     help = (
         "Run the month-end prune as if the time were --at (default: now): on pools whose account is on "
         "the last day of its month, in its time zone, remove unused numbers (SPEC §7). Prints, per pool, "
-        "what goes and what stays and why, and each account's bill. --dry-run changes nothing."
+        "what goes and what stays and why (-v 2: every number's verdict), the pools outside auto-scaling's "
+        "scope whose numbers are in the bill, and each account's bill. --dry-run changes nothing."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -35,10 +42,10 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
 
     def handle(self, *args: Any, at: str | None = None, dry_run: bool = False, **options: Any) -> None:
-        now = _instant(at)
+        now = self.now = _instant(at)
         self.verbose = options.get("verbosity", 1) >= 2
         mode = "dry run: nothing is changed" if dry_run else "real run"
-        self.stdout.write(f"Month-end prune at {now.isoformat()} ({mode})")
+        self.stdout.write(f"Month-end prune at {now.astimezone(ZoneInfo('UTC')):%Y-%m-%d %H:%M} UTC ({mode})")
         release = (
             None if dry_run else (lambda ids: carrier_orders_run(orders=carrier_orders_of(ids), now=now))
         )
@@ -48,22 +55,17 @@ class Command(BaseCommand):
         self._closing(now, totals, already=already, dry_run=dry_run)
 
     def _report(self, results: Iterable[PoolPruneResult], *, dry_run: bool) -> dict[str, Any]:
-        totals: dict[str, Any] = {"pools": 0, "removed": 0, "cost": Decimal(0)}
+        totals: dict[str, Any] = {"pools": 0, "removed": 0, "cost": Decimal(0), "outside": 0}
         planned: dict[int, tuple[int, Decimal]] = {}
+        outside = _outside_scope(self.now)
         account: Account | None = None
         for result in results:
             plan = result.plan
             if account is None or plan.pool.account_id != account.pk:
                 if account is not None:
-                    self._bill(account, planned if dry_run else {})
+                    self._account_end(account, outside, planned if dry_run else {}, totals)
                 account = plan.pool.account
-                self.stdout.write("")
-                self.stdout.write(
-                    self.style.MIGRATE_HEADING(
-                        f"{account.name} ({account.timezone}; local date {plan.local_date:%A %d %B %Y}, "
-                        "the last day of the month)"
-                    )
-                )
+                self._heading(account, plan.local_date)
             self._pool(result, dry_run=dry_run)
             cost = sum((v.number.monthly_cost for v in result.removed), Decimal(0))
             count, total = planned.get(account.pk, (0, Decimal(0)))
@@ -72,8 +74,39 @@ class Command(BaseCommand):
             totals["removed"] += len(result.removed)
             totals["cost"] += cost
         if account is not None:
-            self._bill(account, planned if dry_run else {})
+            self._account_end(account, outside, planned if dry_run else {}, totals)
+        # Accounts on their last day with no pool in auto-scaling's scope: their billed pools still show.
+        for account_id in list(outside):
+            first = outside[account_id][0]
+            self._heading(first.account, self.now.astimezone(ZoneInfo(str(first.account.timezone))).date())
+            self._account_end(first.account, outside, {}, totals)
         return totals
+
+    def _heading(self, account: Account, local_date: date) -> None:
+        self.stdout.write("")
+        self.stdout.write(
+            self.style.MIGRATE_HEADING(
+                f"{account.name} ({account.timezone}; local date {local_date:%A %d %B %Y}, "
+                "the last day of the month)"
+            )
+        )
+
+    def _account_end(
+        self,
+        account: Account,
+        outside: dict[int, list[RingPool]],
+        planned: dict[int, tuple[int, Decimal]],
+        totals: dict[str, Any],
+    ) -> None:
+        for pool in outside.pop(account.pk, []):
+            why = pool_applicability(pool).reason
+            numbers = getattr(pool, "billed_numbers", 0)
+            self.stdout.write(
+                f'  Pool "{pool.name}" ({counted(numbers, "number")} in the bill): not pruned, '
+                f"auto-scaling does not apply ({why})"
+            )
+            totals["outside"] += 1
+        self._bill(account, planned)
 
     def _pool(self, result: PoolPruneResult, *, dry_run: bool) -> None:
         plan = result.plan
@@ -91,13 +124,13 @@ class Command(BaseCommand):
         for removed in result.removed:
             self.stdout.write(f"    {gone}  {_line(removed)}")
         kept = [v for v in plan.plan.verdicts if v.number.id not in {r.number.id for r in result.removed}]
-        if self.verbose or len(kept) <= LIST_ALL_UP_TO:
+        if self.verbose:
             for kept_one in kept:
                 self.stdout.write(f"    stays     {_line(kept_one)}")
         elif kept:
-            reasons = Counter(PruneRule(v.rule).name.replace("_", " ").lower() for v in kept)
+            reasons = Counter(PRUNE_RULE_WORDS[PruneRule(v.rule)] for v in kept)
             listed = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
-            self.stdout.write(f"    stays     {len(kept)} numbers: {listed} (-v 2 lists them)")
+            self.stdout.write(f"    stays     {counted(len(kept), 'number')}: {listed} (-v 2 lists each one)")
 
     def _bill(self, account: Account, planned: dict[int, tuple[int, Decimal]]) -> None:
         bill = bills_for(account_ids=[account.pk], planned=planned)[account.pk]
@@ -116,12 +149,39 @@ class Command(BaseCommand):
         if already:
             self.stdout.write(f"Pools whose prune was already decided this month, left alone: {already}")
         verb = "would remove" if dry_run else "removed"
+        outside = (
+            f"; {counted(totals['outside'], 'pool')} outside the scope, kept whole"
+            if totals["outside"]
+            else ""
+        )
         self.stdout.write(
             self.style.SUCCESS(
-                f"{totals['pools']} pools decided; {verb} {totals['removed']} numbers "
-                f"({totals['cost']:.2f}/month less from the next bill)"
+                f"{counted(totals['pools'], 'pool')} decided; {verb} {counted(totals['removed'], 'number')} "
+                f"({totals['cost']:.2f}/month less from the next bill){outside}"
             )
         )
+
+
+def _outside_scope(now: datetime) -> dict[int, list[RingPool]]:
+    """Per account on its last local day, its pools outside auto-scaling's scope that have numbers
+    in the bill (the prune leaves them whole), with `billed_numbers`."""
+    names = [
+        str(name)
+        for name in Account.objects.order_by().values_list("timezone", flat=True).distinct()
+        if prune_month(now=now, tz=ZoneInfo(str(name))) is not None
+    ]
+    pools = (
+        pools_with_applicability(RingPool.objects.filter(account__timezone__in=names))
+        .exclude(pk__in=applicable_pools().values("pk"))
+        .annotate(billed_numbers=Count("numbers", filter=Q(numbers__state__in=NumberState.held())))
+        .filter(billed_numbers__gt=0)
+        .select_related("account")
+        .order_by("account__name", "name")
+    )
+    outside: dict[int, list[RingPool]] = {}
+    for pool in pools:
+        outside.setdefault(pool.account_id, []).append(pool)
+    return outside
 
 
 def _decided_this_month(now: datetime) -> int:
