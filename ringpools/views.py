@@ -234,6 +234,10 @@ def livez(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
 
+# The pool the demo page shows when none is chosen: the one the README's walkthrough uses.
+DEMO_LANDING_POOL = "rp_demo_local"
+
+
 # The demo page stands for a customer's own landing page, with its inline style and script: not ours
 # to hold to the product's Content-Security-Policy.
 @csp_exempt()
@@ -243,7 +247,10 @@ def demo_landing(request: HttpRequest) -> HttpResponse:
     if not (settings.DEBUG or request.user.is_staff):
         return HttpResponse(status=404)
     pools = list(
-        RingPool.objects.filter(is_active=True).select_related("destination_number", "campaign")[:20]
+        RingPool.objects.filter(is_active=True)
+        .select_related("destination_number", "campaign")
+        .order_by("account_id", "name")[:20]
     )
-    chosen = next((p for p in pools if p.key == request.GET.get("pool")), pools[0] if pools else None)
+    asked = request.GET.get("pool") or DEMO_LANDING_POOL
+    chosen = next((p for p in pools if p.key == asked), pools[0] if pools else None)
     return render(request, "ringpools/demo_landing.html", {"pool": chosen, "pools": pools})

@@ -117,3 +117,27 @@ def test_a_visitor_answered_busy_is_given_a_number_a_moment_later(live_server, p
     assert PROMO.fullmatch(shown_number(page))
     assert statuses[:2] == [503, 200]
     leave(page, live_server)
+
+
+def test_the_demo_page_shows_the_number_written_and_the_one_the_tag_put_in_its_place(demo, settings, page):
+    """Issue 21: the original number first, the tracked one after the tag, a chooser of the demo pools
+    whose default is the README walkthrough's (805) pool."""
+    from ringpools.models import RingPool
+
+    settings.DEBUG = True
+    RingPool.objects.update(allowed_origins=[demo.url])
+    local = RingPool.objects.get(key="rp_demo_local")
+    page.goto(f"{demo.url}/demo/")
+    assert page.locator("#pool-choice").input_value() == "rp_demo_local"
+    assert page.locator("#original").inner_text() == local.destination_number.number.as_national
+    page.wait_for_function("document.getElementById('tracked').textContent.startsWith('(805)')")
+    tracked = page.locator("#tracked").inner_text()
+    assert tracked != local.destination_number.number.as_national
+    assert tracked == page.locator("#phone").inner_text()
+    assert local.numbers.filter(number="+1" + re.sub(r"\D", "", tracked)).exists()
+    assert page.locator("#kind").inner_text() == "promo"
+
+    page.select_option("#pool-choice", "rp_demo_sf")
+    page.wait_for_url(re.compile(r"pool=rp_demo_sf"))
+    page.wait_for_function("document.getElementById('tracked').textContent.startsWith('(415)')")
+    leave(page, demo, visitors=2)
