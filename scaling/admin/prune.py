@@ -134,4 +134,8 @@ class PrunePreviewAdminMixin:
             "share_percent": PRUNE_SHARE_PERCENT,
             "opts": RingPool._meta,
         }
-        return TemplateResponse(request, TEMPLATE, context)
+        response = TemplateResponse(request, TEMPLATE, context)
+        # Every time on the page in the account's zone (the date filter converts to the active zone).
+        with timezone.override(account.timezone):
+            response.render()
+        return response

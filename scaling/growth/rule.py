@@ -70,16 +70,17 @@ def growth_decide(
         reason = "no overflow since auto-scaling was turned on"
         return GrowthDecision(GrowthVerdict.IDLE, 0, reason, None)
     if last_grown_at is not None and last_overflow_at <= last_grown_at:
-        reason = f"no overflow since the last growth at {_hm(last_grown_at)}"
+        reason = f"no overflow since the last growth {_ago(last_grown_at, now)}"
         return GrowthDecision(GrowthVerdict.IDLE, 0, reason, None)
-    overflowed = f"overflow presented at {_hm(last_overflow_at)}"
+    overflowed = f"overflow presented {_ago(last_overflow_at, now)}"
     if next_allowed is not None and now < next_allowed - PASS_SLACK:
-        reason = f"{overflowed}; grew at {_hm(last_grown_at)}, pace {pace.describe()}"
+        grew = _ago(last_grown_at, now) if last_grown_at is not None else "never"
+        reason = f"{overflowed}; grew {grew}, pace {pace.describe()}"
         return GrowthDecision(GrowthVerdict.WAIT, 0, reason, next_allowed)
     if retry_at is not None:
         # A purchase of this pool failed and waits for its retry: it is the growth that was due, and
         # deciding more would only queue more purchases the carrier cannot serve either.
-        reason = f"{overflowed}; a purchase failed at the carrier and is retried from {_hm(retry_at)}"
+        reason = f"{overflowed}; a purchase failed at the carrier and is retried {_ago(retry_at, now)}"
         return GrowthDecision(GrowthVerdict.WAIT, 0, reason, retry_at)
     room = max_size - size
     if room <= 0:
@@ -87,10 +88,10 @@ def growth_decide(
         return GrowthDecision(GrowthVerdict.CAP, 0, reason, None)
     wanted = growth_step_size(size=size, pace=pace)
     grow_by = min(wanted, room)
-    since = "since auto-scaling was turned on"
+    since = " since auto-scaling was turned on"
     if last_grown_at is not None:
-        since = f"since the last growth at {_hm(last_grown_at)}"
-    reason = f"{overflowed} {since}; pace {pace.describe()}"
+        since = f", after the last growth {_ago(last_grown_at, now)}"
+    reason = f"{overflowed}{since}; pace {pace.describe()}"
     if grow_by < wanted:
         reason += f"; {wanted} due, {grow_by} left before the maximum size of {max_size}"
     return GrowthDecision(GrowthVerdict.GROW, grow_by, reason, now + pace.interval)
@@ -103,5 +104,27 @@ def growth_step_size(*, size: int, pace: GrowthPace) -> int:
     return max(1, pace.step)
 
 
-def _hm(moment: datetime | None) -> str:
-    return f"{moment:%Y-%m-%d %H:%M:%S %Z}".strip() if moment else "never"
+def _ago(moment: datetime, now: datetime) -> str:
+    """A moment in words relative to the decision ("3 min 10 s ago", "in 4 min"): true in every time
+    zone, where a clock time in the reason would be in one zone inside pages that speak another (the
+    page shows the decision's own time in its reader's zone)."""
+    seconds = round((now - moment).total_seconds())
+    span = _span(abs(seconds))
+    if seconds == 0:
+        return "just now"
+    return f"{span} ago" if seconds > 0 else f"in {span}"
+
+
+def _span(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        parts = [f"{days} day{'s' if days != 1 else ''}", f"{hours} h" if hours else ""]
+    elif hours:
+        parts = [f"{hours} h", f"{minutes} min" if minutes else ""]
+    elif minutes:
+        parts = [f"{minutes} min", f"{secs} s" if secs else ""]
+    else:
+        parts = [f"{secs} s"]
+    return " ".join(part for part in parts if part)

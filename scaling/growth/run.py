@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
 from django.db import transaction
@@ -289,7 +289,7 @@ def _would(plan: PoolGrowthPlan) -> str:
     if verdict == GrowthVerdict.CAP:
         return "would record 'maximum size reached'" if plan.pool.growth.capped_since is None else "capped"
     if verdict == GrowthVerdict.WAIT and plan.decision.next_allowed_at:
-        return f"waits until {plan.decision.next_allowed_at:%H:%M:%S}"
+        return f"waits until {plan.decision.next_allowed_at.astimezone(UTC):%H:%M:%S} UTC"
     return "nothing to do"
 
 

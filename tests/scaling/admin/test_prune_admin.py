@@ -152,3 +152,12 @@ def test_staff_without_the_permission_to_change_numbers_see_but_cannot_pin(clien
 def test_the_pool_page_links_to_its_preview(client, staff, pool):
     html = client.get(reverse("admin:ringpools_ringpool_change", args=[pool.pk])).content.decode()
     assert reverse("admin:ringpools_ringpool_prune", args=[pool.pk]) in html
+
+
+def test_the_preview_tells_the_time_in_the_accounts_zone(client, staff, pool):
+    """Issue 21: 20:00 UTC on Nov 30 is 12:00 in Los Angeles; on the month's last evening, 05:30 UTC on
+    Dec 1 is still Nov 30 there."""
+    assert "Monday 30 November 2026, 12:00 in America/Los_Angeles" in preview(client, pool)
+    with time_machine.travel(datetime(2026, 12, 1, 5, 30, tzinfo=UTC), tick=False):
+        html = client.get(reverse("admin:ringpools_ringpool_prune", args=[pool.pk])).content.decode()
+    assert "Monday 30 November 2026, 21:30 in America/Los_Angeles" in html

@@ -87,7 +87,7 @@ def test_an_overflow_every_minute_for_30_minutes_grows_the_pool_by_exactly_6(poo
     assert added[1].figures["match"] == "area_code" and added[1].figures["carrier_ref"].startswith("INV")
     assert added[1].figures["overflows_since_last_growth"] >= 5
     assert added[1].trigger == "growth"
-    assert "overflow presented at 2026-11-26 15:05:00" in added[1].reason
+    assert "overflow presented 30 s ago, after the last growth 5 min ago" in added[1].reason
 
 
 def test_overflows_after_the_last_growth_still_earn_the_next_number_when_its_interval_is_up(pool):

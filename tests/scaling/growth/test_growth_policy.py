@@ -30,7 +30,7 @@ def decide(**facts):
 def test_an_overflow_since_auto_scaling_was_turned_on_grows_the_pool_by_one():
     decision = decide()
     assert decision.verdict == GrowthVerdict.GROW and decision.grow_by == 1
-    assert "overflow presented at 2026-11-26 15:00:00" in decision.reason
+    assert "overflow presented 30 s ago since auto-scaling was turned on" in decision.reason
     assert "pace 1 per 5 min" in decision.reason
 
 
@@ -115,7 +115,11 @@ def test_while_a_failed_purchase_waits_for_its_retry_no_more_growth_is_decided()
     assert decide(retry_at=retry).verdict == GrowthVerdict.WAIT
     # Still waiting once the retry time is past: the retry itself is the growth that was due.
     assert decide(retry_at=retry, now=retry + timedelta(minutes=10)).verdict == GrowthVerdict.WAIT
-    assert "retried from" in decide(retry_at=retry).reason
+    assert "retried in 1 min 30 s" in decide(retry_at=retry).reason
+    assert (
+        "retried 8 min 30 s ago"
+        in decide(retry_at=retry, now=retry + timedelta(minutes=8, seconds=30)).reason
+    )
     assert decide(retry_at=None).verdict == GrowthVerdict.GROW
 
 
@@ -129,3 +133,26 @@ def test_the_edges_of_what_counts_as_an_overflow_since():
         last_grown_at=T0, last_overflow_at=T0 + timedelta(microseconds=1), now=T0 + timedelta(minutes=10)
     )
     assert later.verdict == GrowthVerdict.GROW
+
+
+@pytest.mark.parametrize(
+    "grown_before, words",
+    [
+        (timedelta(minutes=5), "after the last growth 5 min 30 s ago"),
+        (timedelta(hours=2), "after the last growth 2 h ago"),
+        (timedelta(days=1, hours=3, minutes=20), "after the last growth 1 day 3 h ago"),
+        (timedelta(days=12), "after the last growth 12 days ago"),
+    ],
+)
+def test_reasons_say_when_relative_to_the_decision_never_as_a_clock_time(grown_before, words):
+    """Issue 21: a reason is read in pages of any time zone; a clock time in it would be in one zone."""
+    decision = decide(last_grown_at=T0 - grown_before)
+    assert decision.verdict == GrowthVerdict.GROW and words in decision.reason
+    waiting = decide(last_grown_at=T0 - timedelta(seconds=10), now=T0 + timedelta(seconds=20))
+    assert "grew 30 s ago, pace 1 per 5 min" in waiting.reason
+    for reason in (
+        decision.reason,
+        waiting.reason,
+        decide(last_overflow_at=T0 - timedelta(hours=1), last_grown_at=T0).reason,
+    ):
+        assert "UTC" not in reason and "2026" not in reason and ":" not in reason
