@@ -16,7 +16,7 @@ import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -52,6 +52,14 @@ WHERE id = %s AND (last_presented_at IS NULL OR last_presented_at < %s)
 
 def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def figures_window(now: datetime, days: int) -> tuple[datetime, datetime]:
+    """The hours of "the last `days` days" at `now`: the current hour and the whole hours before it,
+    `days` x 24 in all, as [start, end). Every page counting figures over a window reads it here, so
+    the same window gives the same count everywhere."""
+    end = hour_of(now.astimezone(UTC)) + timedelta(hours=1)
+    return end - timedelta(days=days), end
 
 
 def shard() -> int:

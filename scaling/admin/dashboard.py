@@ -14,7 +14,7 @@ from django.db.models import Count, DecimalField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 
 from ringpools.choices import NumberRole, NumberState
-from ringpools.figures import hour_of
+from ringpools.figures import figures_window
 from ringpools.models import PoolHourlyFigures, PromoNumber, RingPool
 from scaling.applicability import Applicability, pool_applicability, pools_with_applicability
 from scaling.models import ScalingEvent
@@ -22,7 +22,8 @@ from scaling.pruning.plans import last_used_expression
 
 NUMBERS_SHOWN = 50
 EVENTS_SHOWN = 15
-PERIODS = (("24 h", timedelta(hours=24)), ("7 days", timedelta(days=7)))
+# The windows of the page's figures, in days: the same windows as the health charts' (figures_window).
+PERIODS = (("1 day", 1), ("7 days", 7))
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,8 @@ def pool_dashboard(*, pool: RingPool, now: datetime) -> PoolDashboard:
     numbers = PromoNumber.objects.filter(pool=pool)
     rotating = Q(state=NumberState.ACTIVE, role=NumberRole.ROTATING)
     presented = {
-        f"presented_{i}": Count("id", filter=rotating & Q(last_presented_at__gte=now - span))
-        for i, (_, span) in enumerate(PERIODS)
+        f"presented_{i}": Count("id", filter=rotating & Q(last_presented_at__gte=now - timedelta(days=days)))
+        for i, (_, days) in enumerate(PERIODS)
     }
     counts = numbers.aggregate(
         size=Count("id", filter=rotating),
@@ -92,8 +93,8 @@ def pool_dashboard(*, pool: RingPool, now: datetime) -> PoolDashboard:
     overflow = numbers.filter(role=NumberRole.OVERFLOW, state=NumberState.ACTIVE).first()
     figures = PoolHourlyFigures.objects.filter(pool=pool).aggregate(
         **{
-            f"{name}_{i}": Coalesce(Sum(name, filter=Q(hour__gte=hour_of(now - span))), 0)
-            for i, (_, span) in enumerate(PERIODS)
+            f"{name}_{i}": Coalesce(Sum(name, filter=Q(hour__gte=figures_window(now, days)[0])), 0)
+            for i, (_, days) in enumerate(PERIODS)
             for name in ("presentations", "overflows", "calls")
         }
     )

@@ -138,7 +138,7 @@ def pool_health_charts(*, pool: RingPool, now: datetime, days: int = 7) -> SafeS
             _panel(title, layers, series, TOP + number * (PANEL + GAP) + 16, step, tz)
             for number, (title, layers) in enumerate(panels)
         ],
-        "events": _events(series, step),
+        "events": _events(series, step, tz),
         "events_top": f"{events_top:.1f}",
         "events_bottom": f"{events_bottom:.1f}",
         "events_label_y": f"{events_top - 2:.1f}",
@@ -175,19 +175,18 @@ def _panel(
     tz: ZoneInfo,
 ) -> _Panel:
     peak = max([1, *(max(values, default=0) for _, values, _ in layers)])
-    scale = PANEL / peak
+    tick, top_value = count_ticks(peak)
+    scale = PANEL / top_value
     bottom = top + PANEL
     rules = [
-        _Rule(y=f"{y:.1f}", label_y=f"{y + 4:.1f}", value=f"{peak * fraction:g}")
-        for fraction in (0, 0.5, 1)
-        for y in [bottom - PANEL * fraction]
+        _Rule(y=f"{y:.1f}", label_y=f"{y + 4:.1f}", value=str(value))
+        for value in range(0, top_value + 1, tick)
+        for y in [bottom - value * scale]
     ]
-    days = []
-    for i, hour in enumerate(series.hours):
-        local = hour.astimezone(tz)
-        if local.hour == 0:
-            x = LEFT + i * step
-            days.append(_Day(x=f"{x:.1f}", label_x=f"{x + 3:.1f}", label=f"{local:%a %d}"))
+    days = [
+        _Day(x=f"{LEFT + i * step:.1f}", label_x=f"{LEFT + i * step + 3:.1f}", label=label)
+        for i, label in time_ticks(series.hours, tz)
+    ]
     drawn = []
     for key, values, kind in layers:
         if kind == "bars":
@@ -221,7 +220,35 @@ def _panel(
     )
 
 
-def _events(series: HealthSeries, step: float) -> list[_Event]:
+def count_ticks(peak: int, most: int = 4) -> tuple[int, int]:
+    """The axis of a count whose largest value is `peak`: a whole step (1, 2 or 5 times a power of
+    ten) giving at most `most` intervals, and the axis top, a multiple of it (no 4.5 numbers)."""
+    magnitude = 1
+    while True:
+        for base in (1, 2, 5):
+            tick = base * magnitude
+            if -(-max(peak, 1) // tick) <= most:
+                return tick, tick * -(-max(peak, 1) // tick)
+        magnitude *= 10
+
+
+def time_ticks(hours: list[datetime], tz: ZoneInfo) -> list[tuple[int, str]]:
+    """Where the time axis is marked, by the span shown: every 3 hours over a day or two (the day's
+    name at midnight), each midnight over a week, each Monday over a month or a quarter. Returns the
+    positions (hour index) and their labels, in the reader's zone."""
+    span_days = len(hours) / 24
+    marks = []
+    for i, hour in enumerate(hours):
+        local = hour.astimezone(tz)
+        if span_days <= 2:
+            if local.hour % 3 == 0:
+                marks.append((i, f"{local:%a %d}" if local.hour == 0 else f"{local:%H:00}"))
+        elif local.hour == 0 and (span_days <= 10 or local.weekday() == 0):
+            marks.append((i, f"{local:%a %d}" if span_days <= 10 else f"{local:%d %b}"))
+    return marks
+
+
+def _events(series: HealthSeries, step: float, tz: ZoneInfo) -> list[_Event]:
     out = []
     for i, hour in enumerate(series.hours):
         for key, count, sign in (("growth", series.growth[i], "+"), ("prune", series.prune[i], "\u2212")):
@@ -233,7 +260,8 @@ def _events(series: HealthSeries, step: float) -> list[_Event]:
                     key=key,
                     color=COLORS[key],
                     x=f"{LEFT + (i + 0.5) * step:.1f}",
-                    title=f"{hour:%Y-%m-%d %H:00} UTC: {count} number{'s' if count > 1 else ''} {label}",
+                    title=f"{hour.astimezone(tz):%a %d %b %H:00}: {count} "
+                    f"number{'s' if count > 1 else ''} {label}",
                     label=f"{sign}{count}",
                 )
             )

@@ -16,7 +16,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncHour
 
 from ringpools.choices import NumberRole
-from ringpools.figures import hour_of
+from ringpools.figures import figures_window
 from ringpools.models import Lease, PoolHourlyFigures, PromoNumber, RingPool
 from scaling.choices import EventKind, Trigger
 from scaling.models import ScalingEvent
@@ -52,9 +52,8 @@ class HealthSeries:
 
 
 def pool_health_series(*, pool: RingPool, now: datetime, days: int = 7) -> HealthSeries:
-    end = hour_of(now.astimezone(UTC)) + HOUR
-    hours = [end - HOUR * (days * 24 - i) for i in range(days * 24)]
-    start = hours[0]
+    start, end = figures_window(now, days)
+    hours = [start + HOUR * i for i in range(days * 24)]
     index = {hour: i for i, hour in enumerate(hours)}
     zeros = [0] * len(hours)
 

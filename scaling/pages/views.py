@@ -29,7 +29,7 @@ from scaling.services import (
     auto_scaling_settings_update,
 )
 
-HEALTH_DAYS = (1, 7, 30)
+HEALTH_DAYS = (1, 7, 30, 90)
 
 
 @account_view
@@ -161,7 +161,7 @@ def pool_health(request: AccountRequest, pool_id: int) -> HttpResponse:
     except ValueError:
         days = 7
     if days not in HEALTH_DAYS:
-        raise Http404("Choose 1, 7 or 30 days.")
+        raise Http404("Choose 1, 7, 30 or 90 days.")
     return render(
         request,
         "scaling/pool_health.html",

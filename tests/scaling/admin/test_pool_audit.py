@@ -88,7 +88,7 @@ def test_the_pool_page_says_at_a_glance_whether_the_pool_is_the_right_size(clien
     assert "plus the overflow number" in glance and "(888) 555-0100" in glance
     assert "In use now<b>1 of 5</b>" in glance
     # Last 24 h: numbers shown at 20 h ago only (and 40 h, 60 h, 80 h are outside); 4 overflows in 40.
-    assert "Last 24 h<b>20% used</b>" in glance and "4 overflows in 40 presentations (10%)" in glance
+    assert "Last 1 day<b>20% used</b>" in glance and "4 overflows in 40 presentations (10%)" in glance
     assert "Last 7 days<b>80% used</b>" in glance and "2 calls" in glance
     # 5 x 1.50 + 2.00 for the overflow number; the released number costs nothing any more.
     assert "9.50 USD" in glance
@@ -110,7 +110,7 @@ def test_the_pool_page_lists_numbers_longest_unused_first_and_the_latest_events(
     assert "21:50 PST" in table  # held until 05:50 UTC, shown in the account's zone
     events = page[page.index('id="pool-events"') :]
     assert "Number added" in events and "overflow seen: 4 visitors turned away" in events
-    assert "<code>overflows</code>: 4" in events and "2026-11-28 19:30 PST" in events
+    assert '<th scope="row">overflows</th><td>4</td>' in events and "2026-11-28 19:30 PST" in events
     assert 'id="next-growth-panel"' in page and 'id="prune-preview-panel"' in page
     assert '<svg class="pool-health-chart"' in page
 

@@ -182,3 +182,19 @@ def test_numbers_in_use_on_postgresql_match_the_leases(pool):
     factories.LeaseFactory(number=second, started_at=at(10, 30), expires_at=at(12, 0))
     series = pool_health_series(pool=pool, now=NOW)
     assert [series.in_use[position(series, at(h))] for h in (8, 9, 10, 11, 12)] == [0, 1, 2, 1, 0]
+
+
+@pytest.mark.parametrize("days", [1, 7])
+def test_the_same_window_gives_the_same_counts_on_the_admin_page_and_the_customers_charts(pool, days):
+    """Issue 21: admin's "last 1 day" and the charts' 1-day range count the same hours."""
+    from scaling.admin.dashboard import PERIODS, pool_dashboard
+
+    first = at(14) - timedelta(days=days) + H  # the window's first hour; the one before is outside
+    for hour, calls in ((first - H, 100), (first, 3), (at(14), 5)):
+        factories.PoolHourlyFiguresFactory(pool=pool, hour=hour, calls=calls, overflows=calls)
+    series = pool_health_series(pool=pool, now=NOW, days=days)
+    period = next(
+        p for (_, d), p in zip(PERIODS, pool_dashboard(pool=pool, now=NOW).periods, strict=True) if d == days
+    )
+    assert series.total_calls == period.calls == 8
+    assert series.total_overflows == period.overflows == 8
