@@ -32,7 +32,7 @@ RINGPOOL_ENCRYPTION_KEYS = env.list(
 )
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.admin_site.RingPoolAdminConfig",  # django.contrib.admin with the product's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

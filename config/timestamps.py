@@ -26,7 +26,7 @@ def fast_timestamps_register(sender: Any, connection: BaseDatabaseWrapper, **kwa
 
 @cache  # one class for every connection
 def _utc_timestamptz_loader() -> type:
-    from django.db.backends.postgresql.psycopg_any import BaseTzLoader
+    from django.db.backends.postgresql.psycopg_any import BaseTzLoader  # type: ignore[import-untyped]
 
     class UtcTimestamptzLoader(BaseTzLoader):
         timezone = UTC  # what Django's cursors compare with their own zone: no per-cursor copy

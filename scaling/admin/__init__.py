@@ -11,9 +11,11 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.access import signed_in_user
+from accounts.display import figures_table, person_name
 from ringpools.admin import RingPoolAdmin
 from ringpools.admin_tools import (
     COST_CURRENCY,
@@ -30,11 +32,13 @@ from ringpools.models import RingPool
 from scaling.admin.dashboard import pool_dashboard
 from scaling.admin.prune import PrunePreviewAdminMixin
 from scaling.applicability import pool_applicability, pools_with_applicability
-from scaling.choices import EventKind, Trigger
+from scaling.choices import EventKind, Scope, Trigger
 from scaling.growth.outlook import growth_outlook
+from scaling.growth.run import pace_of
 from scaling.health.charts import pool_health_charts
 from scaling.models import AutoScalingSettings, CarrierOrder, InventoryNumber, MonthlyPrune, ScalingEvent
 from scaling.services import POOL_SETTINGS, ringpool_create, ringpool_update
+from scaling.templatetags.words import FIGURE_WORDS
 
 
 class LatestEvent(Protocol):
@@ -141,15 +145,8 @@ def _pool_fields() -> set[str]:
 
 @admin.register(AutoScalingSettings)
 class AutoScalingSettingsAdmin(AccountTimesMixin, SimpleHistoryAdmin):
-    list_display = (
-        "account",
-        "enable_for_new_pools",
-        "include_overflow_number",
-        "scope",
-        "growth_step",
-        "growth_interval_minutes",
-        "updated",
-    )
+    # Short columns: the fields' own labels are sentences, and seven of them overflowed 1,366 px.
+    list_display = ("account", "new_pools", "overflow_number", "scope_short", "pace", "updated")
     list_filter = ("scope", "enable_for_new_pools", "include_overflow_number")
     list_select_related = ("account",)
     raw_id_fields = ("account",)
@@ -161,12 +158,28 @@ class AutoScalingSettingsAdmin(AccountTimesMixin, SimpleHistoryAdmin):
     def updated(self, settings: AutoScalingSettings) -> str:
         return self.time_cell(settings, settings.updated_at)
 
+    @admin.display(boolean=True, ordering="enable_for_new_pools", description="on for new pools")
+    def new_pools(self, settings: AutoScalingSettings) -> bool:
+        return settings.enable_for_new_pools
+
+    @admin.display(boolean=True, ordering="include_overflow_number", description="overflow number")
+    def overflow_number(self, settings: AutoScalingSettings) -> bool:
+        return settings.include_overflow_number
+
+    @admin.display(ordering="scope", description="scope")
+    def scope_short(self, settings: AutoScalingSettings) -> str:
+        return short_label(Scope, settings.scope)
+
+    @admin.display(description="growth pace")
+    def pace(self, settings: AutoScalingSettings) -> str:
+        return pace_of(settings).describe()
+
 
 @admin.register(ScalingEvent)
 class ScalingEventAdmin(AccountTimesMixin, PhoneSearchMixin, ReadOnlyFactsAdmin, LargeTableAdmin):
     """The audit trail: readable by staff, never added, changed or deleted here."""
 
-    list_display = ("created", "pool", "kind_label", "trigger_label", "phone", "reason", "actor")
+    list_display = ("created", "pool", "kind_label", "trigger_label", "phone", "reason", "actor_name")
     list_filter = ("kind", "trigger")
     list_select_related = ("pool", "account", "number", "actor")
     search_fields = ("reason", "pool__name", "account__name")
@@ -180,8 +193,8 @@ class ScalingEventAdmin(AccountTimesMixin, PhoneSearchMixin, ReadOnlyFactsAdmin,
         "kind_label",
         "trigger_label",
         "reason",
-        "figures",
-        "actor",
+        "figures_shown",
+        "actor_name",
     )
     readonly_fields = fields
 
@@ -200,6 +213,14 @@ class ScalingEventAdmin(AccountTimesMixin, PhoneSearchMixin, ReadOnlyFactsAdmin,
     @admin.display(ordering="number__number", description="number")
     def phone(self, event: ScalingEvent) -> str:
         return phone_cell(event.number.number) if event.number else "—"
+
+    @admin.display(ordering="actor", description="by")
+    def actor_name(self, event: ScalingEvent) -> str:
+        return person_name(event.actor)
+
+    @admin.display(description="figures")
+    def figures_shown(self, event: ScalingEvent) -> SafeString | str:
+        return figures_table(event.figures, FIGURE_WORDS)
 
 
 @admin.register(InventoryNumber)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from accounts.display import person_name
 from accounts.models import Account, User
 from scaling.choices import Scope
 from scaling.models import AutoScalingSettings
@@ -41,9 +42,7 @@ class HistoryEntry:
 
     @property
     def who_name(self) -> str:
-        if self.who is None:
-            return "the system"
-        return self.who.get_full_name() or self.who.get_username()
+        return person_name(self.who)
 
 
 def settings_history(*, account: Account, limit: int = 20) -> list[HistoryEntry]:

@@ -47,7 +47,8 @@ def test_the_pool_page_shows_the_growth_it_just_made_and_when_the_next_is_allowe
     # The interval from the growth at 15:00:30 UTC, said in the account's zone (Los Angeles).
     assert "at 2026-11-26 07:05" in html
     assert "Number added" in html and "same area code" in html
-    assert "overflows_since_last_growth" in html and "Size 2 of at most 10" in html
+    assert '<th scope="row">overflows since last growth</th>' in html and "Size 2 of at most 10" in html
+    assert "request_id" not in html and "request id" not in html
 
 
 def test_the_page_says_why_a_pool_never_grows_when_auto_scaling_is_off(staff):
