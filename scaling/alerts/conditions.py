@@ -29,6 +29,7 @@ from scaling.choices import AlertKind, AlertSeverity, OrderKind, OrderState
 from scaling.growth.rule import GrowthVerdict
 from scaling.growth.run import pace_of, plan_for, pools_due, settings_of
 from scaling.models import BeatProcess, CarrierOrder, JobRun, MonthlyPrune
+from scaling.spans import ago, span
 from scaling.supply.outbox import NO_NUMBER_TO_OFFER
 
 # The hour of figures an alert reads: the current hour and the one before (figures are hourly).
@@ -137,7 +138,7 @@ def carrier_numbers(now: datetime) -> list[Finding]:
                 kind=AlertKind.NO_NUMBER,
                 **_pool_subject(pool),  # type: ignore[arg-type]
                 reason=f"The carrier has no number to offer for {pool.name} ({wanted}, then toll-free): "
-                f"its purchase has waited since {order.created_at:%Y-%m-%d %H:%M} UTC",
+                f"its purchase has waited for {span(now - order.created_at)}",
                 advice="Widen the pool's area code or region, or ask the carrier for numbers in the area.",
                 figures={"request_id": order.request_id, "attempts": order.attempts},
             )
@@ -160,7 +161,7 @@ def carrier_numbers(now: datetime) -> list[Finding]:
                 kind=AlertKind.NO_LOCAL_NUMBER,
                 **_pool_subject(pool),  # type: ignore[arg-type]
                 reason=f"The carrier had no local number for {pool.name} in {where}: its latest number "
-                f"is toll-free ({pool.latest_at:%Y-%m-%d %H:%M} UTC)",
+                f"is toll-free (bought {ago(pool.latest_at, now)})",
                 advice="Widen the pool's region, or accept toll-free numbers for this pool.",
                 figures={"area_code": pool.area_code, "region": pool.region},
             )
@@ -191,7 +192,7 @@ def carrier_failing(now: datetime) -> list[Finding]:
                 kind=AlertKind.CARRIER_FAILING,
                 subject=f"account:{account_id}",
                 account_id=account_id,
-                reason=f"{words} kept failing since {oldest:%Y-%m-%d %H:%M} UTC; the latest error: {error}",
+                reason=f"{words} kept failing for {span(now - oldest)}; the latest error: {error}",
                 advice="Check the carrier credentials and the carrier's status; the orders are retried "
                 "with back-off meanwhile.",
                 figures={
@@ -220,7 +221,7 @@ def growth_behind(now: datetime) -> list[Finding]:
                 **_pool_subject(pool),  # type: ignore[arg-type]
                 reason=f"{pool.name} has been due to grow ({pace.describe()}) for more than "
                 f"{int(late.total_seconds() // 60)} minutes and has not: "
-                + (f"last grown {last:%Y-%m-%d %H:%M} UTC" if last else "never grown"),
+                + (f"last grown {ago(last, now)}" if last else "never grown"),
                 advice="Check that the workers and Beat run (the admin's periodic task runs) and the "
                 "carrier answers.",
                 figures={"size": plan.size, "max_size": pool.max_size, "last_grown_at": _iso(last)},
@@ -269,7 +270,7 @@ def beat_down(now: datetime) -> list[Finding]:
     if beat_alive(now):
         return []
     last = BeatProcess.objects.order_by("-seen_at").first()
-    seen = f"last seen {last.seen_at:%Y-%m-%d %H:%M:%S} UTC ({last.holder})" if last else "never seen"
+    seen = f"last seen {ago(last.seen_at, now)} ({last.holder})" if last else "never seen"
     return [
         Finding(
             kind=AlertKind.BEAT_DOWN,
@@ -311,12 +312,12 @@ def jobs_late(now: datetime) -> list[Finding]:
         due = _next_due(schedule, since)
         if due + margin > now:
             continue
-        last = f"last started {since:%Y-%m-%d %H:%M} UTC" if run else "never run since Beat started"
+        last = f"last started {ago(since, now)}" if run else "never run since Beat started"
         found.append(
             Finding(
                 kind=AlertKind.JOB_LATE,
                 subject=f"task:{task.task}",
-                reason=f"“{task.name}” was due at {due:%Y-%m-%d %H:%M} UTC and has not run ({last})",
+                reason=f"“{task.name}” was due {ago(due, now)} and has not run ({last})",
                 advice="Check that a worker consumes the queue and the task does not fail (admin: periodic "
                 "task runs).",
                 figures={"task": task.task, "due_at": _iso(due), "last_started_at": _iso(since)},

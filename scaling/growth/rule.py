@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from scaling.choices import GrowthMode
+from scaling.spans import ago as _ago
 
 # Beat sends the pass about every minute, a little early or late: a pass this close to the end of the
 # interval counts as at it, so "one per five minutes" does not drift to one per six.
@@ -102,29 +103,3 @@ def growth_step_size(*, size: int, pace: GrowthPace) -> int:
     if pace.mode == GrowthMode.PERCENTAGE:
         return max(1, min(-(-size * pace.percent // 100), pace.cap_per_interval))  # rounded up
     return max(1, pace.step)
-
-
-def _ago(moment: datetime, now: datetime) -> str:
-    """A moment in words relative to the decision ("3 min 10 s ago", "in 4 min"): true in every time
-    zone, where a clock time in the reason would be in one zone inside pages that speak another (the
-    page shows the decision's own time in its reader's zone)."""
-    seconds = round((now - moment).total_seconds())
-    span = _span(abs(seconds))
-    if seconds == 0:
-        return "just now"
-    return f"{span} ago" if seconds > 0 else f"in {span}"
-
-
-def _span(seconds: int) -> str:
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        parts = [f"{days} day{'s' if days != 1 else ''}", f"{hours} h" if hours else ""]
-    elif hours:
-        parts = [f"{hours} h", f"{minutes} min" if minutes else ""]
-    elif minutes:
-        parts = [f"{minutes} min", f"{secs} s" if secs else ""]
-    else:
-        parts = [f"{secs} s"]
-    return " ".join(part for part in parts if part)

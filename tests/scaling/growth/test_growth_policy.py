@@ -156,3 +156,23 @@ def test_reasons_say_when_relative_to_the_decision_never_as_a_clock_time(grown_b
         decide(last_overflow_at=T0 - timedelta(hours=1), last_grown_at=T0).reason,
     ):
         assert "UTC" not in reason and "2026" not in reason and ":" not in reason
+
+
+@pytest.mark.parametrize(
+    "seconds, words",
+    [
+        (0, "just now"),
+        (45, "45 s ago"),
+        (60, "1 min ago"),
+        (190, "3 min 10 s ago"),
+        (3600, "1 h ago"),
+        (7500, "2 h 5 min ago"),
+        (86400, "1 day ago"),
+        (97200 + 86400, "2 days 3 h ago"),
+        (-240, "in 4 min"),
+    ],
+)
+def test_moments_in_words_relative_to_now(seconds, words):
+    from scaling.spans import ago
+
+    assert ago(T0 - timedelta(seconds=seconds), T0) == words
