@@ -35,3 +35,21 @@ def test_figures_are_a_table_in_words_without_ids():
     assert "ringpool-7-abc" not in html and "removed ids" not in html
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert figures({}) == "—" and figures({"request_id": "x"}) == "—"
+
+
+@pytest.mark.django_db
+def test_a_person_with_one_account_sees_its_name_in_full_not_a_switcher(client):
+    from accounts.choices import Role
+    from accounts.models import Membership
+
+    account = factories.AccountFactory(name="Acme Home Services of the Central Coast")
+    user = factories.UserFactory(username="solo")
+    Membership.objects.create(user=user, account=account, role=Role.SUPER_USER)
+    client.force_login(user)
+    html = client.get("/pools/").content.decode()
+    assert 'class="account-name"' in html and "Acme Home Services of the Central Coast" in html
+    assert 'id="switch-account"' not in html
+    second = factories.AccountFactory(name="Second Office")
+    Membership.objects.create(user=user, account=second, role=Role.MEMBER)
+    html = client.get("/pools/").content.decode()
+    assert 'id="switch-account"' in html and 'class="account-name"' not in html

@@ -53,6 +53,12 @@ def sign_in(page: Page, url: str, username: str) -> None:
 
 
 def test_the_customer_pages_work_under_their_policy(demo, page: Page):
+    from accounts.choices import Role
+    from accounts.models import Account, Membership, User
+
+    # A second account, so the switcher is there (one account shows its name instead).
+    second = Account.objects.create(name="Second Office", slug="second-office", timezone="America/Chicago")
+    Membership.objects.create(user=User.objects.get(username="alice"), account=second, role=Role.MEMBER)
     page.add_init_script(WATCH)
     sign_in(page, demo.url, "alice")
     pool = RingPool.objects.get(key="rp_demo_local")

@@ -91,7 +91,6 @@ def test_a_demo_pools_page_shows_its_panels_and_charts(live_server, demo, staff_
         "scaling/scalingevent",
         "scaling/autoscalingsettings",
         "scaling/carrierorder",
-        "scaling/monthlyprune",
     ],
 )
 def test_lists_fit_1366_px_one_line_per_row(live_server, staff_page, listing):
