@@ -50,9 +50,13 @@ def bin_manage(env: dict[str, str], *args: str, timeout: float = 120) -> subproc
 
 
 def test_test_call_as_the_readme_shows_it(shell):
-    done = bin_manage(shell, "test_call", "(805) 555-0102")
+    done = bin_manage(shell, "test_call", "rp_demo_local")
     assert done.returncode == 0, done.stderr
-    assert "Call " in done.stdout and "forwarded to +1" in done.stdout
+    assert "Call " in done.stdout and "to (805) " in done.stdout and "forwarded to +1" in done.stdout
+    # A number, as printed in the call line, works too.
+    number = done.stdout.split(" to ", 1)[1].split(":", 1)[0]
+    again = bin_manage(shell, "test_call", number)
+    assert again.returncode == 0 and f"to {number}:" in again.stdout, again.stderr
 
 
 def test_grow_and_prune_dry_runs_as_the_readme_shows_them(shell):
@@ -107,7 +111,7 @@ def test_without_bin_manage_the_error_points_to_it(shell):
     """The README's commands typed as plain manage.py, with the production settings: the error says
     what to do for the demo, not only how to make a production key."""
     done = subprocess.run(
-        [sys.executable, "manage.py", "test_call", "(805) 555-0102"],
+        [sys.executable, "manage.py", "test_call", "rp_demo_local"],
         cwd=ROOT,
         env=shell,
         capture_output=True,

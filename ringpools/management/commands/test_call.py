@@ -3,21 +3,27 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import F
 
 from ringpools import phone
 from ringpools.calls import promo_number_for
-from ringpools.choices import CallAttribution
+from ringpools.choices import CallAttribution, NumberRole, NumberState
+from ringpools.models import PromoNumber
 from ringpools.sample_calls import SAMPLE_CALLER, sample_call_place
 
 
 class Command(BaseCommand):
     help = (
         "Place a test call to a promo number through the real, signed call webhook, and print how it was "
-        "recorded and attributed. Example: test_call '(805) 555-0101'"
+        "recorded and attributed. Give the number ('(805) 555-0101'), or a pool's key (rp_demo_local) to "
+        "call the number that pool showed a visitor last."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("number", help="the promo number called, in any common format")
+        parser.add_argument(
+            "number",
+            help="the promo number called, in any common format, or a pool key: its last shown number",
+        )
         parser.add_argument("--from", dest="from_number", default=SAMPLE_CALLER, help="the caller's number")
         parser.add_argument(
             "--url",
@@ -27,9 +33,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, number: str, from_number: str, url: str | None, **options: Any) -> None:
-        promo = promo_number_for(number)
+        promo = _last_shown(number) or promo_number_for(number)
         if promo is None:
-            raise CommandError(f"No promo number {number!r}.")
+            raise CommandError(f"No promo number {number!r} (nor a pool with that key).")
         if not promo.account.has_carrier_auth_token:
             raise CommandError(f"Account {promo.account} has no carrier auth token to sign the call with.")
         try:
@@ -48,3 +54,13 @@ class Command(BaseCommand):
         if call.attribution in (CallAttribution.LEASE, CallAttribution.LATE):
             self.stdout.write(f"  parameters: {call.lease.params if call.lease else {}}")
         self.stdout.write(f"  forwarded to {call.forwarded_to or '(nowhere)'}")
+
+
+def _last_shown(key: str) -> PromoNumber | None:
+    """The number the pool `key` showed a visitor last (its first rotating number if none was shown)."""
+    return (
+        PromoNumber.objects.filter(pool__key=key, state=NumberState.ACTIVE, role=NumberRole.ROTATING)
+        .select_related("account")
+        .order_by(F("last_presented_at").desc(nulls_last=True), "number")
+        .first()
+    )
