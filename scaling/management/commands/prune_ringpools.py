@@ -129,8 +129,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"    stays     {_line(kept_one)}")
         elif kept:
             reasons = Counter(PRUNE_RULE_WORDS[PruneRule(v.rule)] for v in kept)
-            listed = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
-            self.stdout.write(f"    stays     {counted(len(kept), 'number')}: {listed} (-v 2 lists each one)")
+            listed = ", ".join(f"{reason} ({count})" for reason, count in reasons.most_common())
+            self.stdout.write(f"    stays     {counted(len(kept), 'number')} — {listed}; -v 2 lists each one")
 
     def _bill(self, account: Account, planned: dict[int, tuple[int, Decimal]]) -> None:
         bill = bills_for(account_ids=[account.pk], planned=planned)[account.pk]

@@ -46,8 +46,8 @@ def test_the_default_summarises_what_stays_and_v2_gives_each_numbers_verdict(poo
     scoped, _ = pools
     summary, every = prune(), prune("-v", "2")
     assert (
-        "stays     9 numbers: 4 held back by the 20% cap, 4 presented in the past 5 days, "
-        "1 the overflow number (-v 2 lists each one)"
+        "stays     9 numbers — held back by the 20% cap (4), presented in the past 5 days (4), "
+        "the overflow number (1); -v 2 lists each one"
     ) in summary
     stays = [line for line in every.splitlines() if line.strip().startswith("stays")]
     # 8 rotating numbers that stay and the overflow number, each on its own line with its reason.
