@@ -62,14 +62,23 @@ WRITERS = 4
 PLANNED_AHEAD = WRITERS + 1
 
 
+def zones_closing_month(*, now: datetime) -> dict[str, date]:
+    """The accounts' time zones that are on the last local day of a month at `now`, each with the
+    month it closes."""
+    closing = {}
+    for name in Account.objects.order_by().values_list("timezone", flat=True).distinct():
+        month = prune_month(now=now, tz=ZoneInfo(str(name)))
+        if month is not None:
+            closing[str(name)] = month
+    return closing
+
+
 def pools_due_for_prune(*, now: datetime) -> Iterator[tuple[date, QuerySet[RingPool]]]:
     """Per month being closed at `now`, the pools where auto-scaling applies whose account is on its
     last local day of that month and whose prune for it is not decided yet."""
     zones: dict[date, list[str]] = {}
-    for name in Account.objects.order_by().values_list("timezone", flat=True).distinct():
-        month = prune_month(now=now, tz=ZoneInfo(str(name)))
-        if month is not None:
-            zones.setdefault(month, []).append(str(name))
+    for name, month in zones_closing_month(now=now).items():
+        zones.setdefault(month, []).append(name)
     for month, names in sorted(zones.items()):
         decided = MonthlyPrune.objects.filter(pool=OuterRef("pk"), month=month)
         pools = applicable_pools().filter(account__timezone__in=names).exclude(Exists(decided))

@@ -20,7 +20,7 @@ from scaling.choices import PruneOutcome
 from scaling.models import MonthlyPrune
 from scaling.pruning.bill import bills_for
 from scaling.pruning.rule import PRUNE_RULE_WORDS, NumberVerdict, PruneRule, prune_month
-from scaling.pruning.run import PoolPruneResult, ringpools_prune
+from scaling.pruning.run import PoolPruneResult, ringpools_prune, zones_closing_month
 from scaling.supply.outbox import carrier_orders_of, carrier_orders_run
 
 
@@ -165,13 +165,8 @@ class Command(BaseCommand):
 def _outside_scope(now: datetime) -> dict[int, list[RingPool]]:
     """Per account on its last local day, its pools outside auto-scaling's scope that have numbers
     in the bill (the prune leaves them whole), with `billed_numbers`."""
-    names = [
-        str(name)
-        for name in Account.objects.order_by().values_list("timezone", flat=True).distinct()
-        if prune_month(now=now, tz=ZoneInfo(str(name))) is not None
-    ]
     pools = (
-        pools_with_applicability(RingPool.objects.filter(account__timezone__in=names))
+        pools_with_applicability(RingPool.objects.filter(account__timezone__in=zones_closing_month(now=now)))
         .exclude(pk__in=applicable_pools().values("pk"))
         .annotate(billed_numbers=Count("numbers", filter=Q(numbers__state__in=NumberState.held())))
         .filter(billed_numbers__gt=0)
@@ -186,14 +181,9 @@ def _outside_scope(now: datetime) -> dict[int, list[RingPool]]:
 
 def _decided_this_month(now: datetime) -> int:
     """Pools of accounts on their last day whose prune of this month was decided before."""
-    zones: dict[str, date] = {}
-    for name in Account.objects.order_by().values_list("timezone", flat=True).distinct():
-        month = prune_month(now=now, tz=ZoneInfo(str(name)))
-        if month is not None:
-            zones[str(name)] = month
     return sum(
         MonthlyPrune.objects.filter(pool__account__timezone=name, month=month).count()
-        for name, month in zones.items()
+        for name, month in zones_closing_month(now=now).items()
     )
 
 
