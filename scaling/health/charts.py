@@ -143,6 +143,7 @@ def pool_health_charts(*, pool: RingPool, now: datetime, days: int = 7) -> SafeS
         "events_bottom": f"{events_bottom:.1f}",
         "events_label_y": f"{events_top - 2:.1f}",
         "legend": [(COLORS[key], label) for key, label in LEGEND],
+        "zone": tz.key,
     }
     return render_to_string(TEMPLATE, context)
 
@@ -196,7 +197,7 @@ def _panel(
                     y=f"{bottom - v * scale:.1f}",
                     width=f"{max(step - 0.6, 0.6):.1f}",
                     height=f"{v * scale:.1f}",
-                    title=f"{series.hours[i].astimezone(tz):%a %d %H:00}: {v}",
+                    title=f"{series.hours[i].astimezone(tz):%a %d %H:00 %Z}: {v}",
                 )
                 for i, v in enumerate(values)
                 if v
@@ -260,7 +261,7 @@ def _events(series: HealthSeries, step: float, tz: ZoneInfo) -> list[_Event]:
                     key=key,
                     color=COLORS[key],
                     x=f"{LEFT + (i + 0.5) * step:.1f}",
-                    title=f"{hour.astimezone(tz):%a %d %b %H:00}: {count} "
+                    title=f"{hour.astimezone(tz):%a %d %b %H:00 %Z}: {count} "
                     f"number{'s' if count > 1 else ''} {label}",
                     label=f"{sign}{count}",
                 )

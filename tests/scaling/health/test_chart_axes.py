@@ -77,6 +77,7 @@ def test_time_marks_fit_the_span_in_the_accounts_zone_without_overprinting(pool,
         assert labels == expected
     else:  # a quarter: each Monday, day and month
         assert len(labels) == 13 and all(re.fullmatch(r"\d\d [A-Z][a-z]{2}", label) for label in labels)
+    assert "Times in America/Los_Angeles." in svg
     xs = [x for x, _ in found]
     assert all(LEFT <= x <= WIDTH - RIGHT for x in xs)
     assert min(b - a for a, b in pairwise(xs)) >= MIN_GAP
