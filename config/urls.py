@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
+from django.views.decorators.http import require_safe
 from django.views.generic import RedirectView
 
 from scaling.metrics import metrics
@@ -16,6 +17,7 @@ FAVICON = (
 )
 
 
+@require_safe
 def favicon(request: HttpRequest) -> HttpResponse:
     return HttpResponse(
         FAVICON, content_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"}

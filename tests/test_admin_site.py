@@ -28,6 +28,7 @@ def test_the_favicon_is_served_where_browsers_ask(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 200 and response["Content-Type"] == "image/svg+xml"
     assert response.content.startswith(b"<svg") and "max-age" in response["Cache-Control"]
+    assert client.post("/favicon.ico").status_code == 405
 
 
 def test_the_sites_root_leads_to_the_customers_pools(client):
