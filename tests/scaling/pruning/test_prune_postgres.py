@@ -104,6 +104,10 @@ def test_no_visitor_is_handed_a_number_the_run_takes_out_of_rotation():
             "number__state", flat=True
         )
         assert set(held) <= {NumberState.ACTIVE}, attempt
+        # The month's record says what went, numbers a visitor took meanwhile left out.
+        record = MonthlyPrune.objects.get(pool=pool)
+        assert record.removed == removed.count(), attempt
+        assert sorted(record.figures["removed_ids"]) == sorted(removed.values_list("pk", flat=True)), attempt
 
 
 def test_a_manual_removal_works_on_postgresql():
