@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Model
 
 
-def history_by(instance: Model, actor: AbstractBaseUser | None) -> None:
-    """The next save of `instance` records `actor` as who made the change."""
+def history_by(instance: Model, actor: AbstractBaseUser | None, *, at: datetime | None = None) -> None:
+    """The next save of `instance` records `actor` as who made the change, and `at` (default: the
+    moment of the save) as when: a service told the moment it acts at dates its history entry too."""
     setattr(instance, "_history_user", actor)  # noqa: B010  simple-history's documented attribute
+    if at is not None:
+        setattr(instance, "_history_date", at)  # noqa: B010  simple-history's documented attribute
+    elif hasattr(instance, "_history_date"):
+        delattr(instance, "_history_date")
 
 
 @contextmanager

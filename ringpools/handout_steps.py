@@ -256,40 +256,34 @@ class _OrmSteps:
     @staticmethod
     @transaction.atomic
     def hold(ask: Ask) -> Step:
-        fresh = (
-            Lease.objects.filter(
-                pool_id=ask.pool.id,
-                visitor_id=ask.visitor_id,
-                expires_at__gte=ask.fresh_until,
-                number__state=NumberState.ACTIVE,
-                number__role=NumberRole.ROTATING,
-                number__pool_id=ask.pool.id,
-                number__busy_until=F("expires_at"),
-            )
-            .order_by("-expires_at")
-            .values("id", "expires_at", "number_id", "number__number")
-            .first()
-        )
-        if fresh is not None:
-            return Step(
-                Outcome.KEPT, fresh["number__number"], fresh["id"], fresh["expires_at"], fresh["number_id"]
-            )
-        lease = (
+        # The visitor's live leases in this pool (one, but for a race SQLite cannot refuse), newest
+        # first, their number rows locked too (the join is an inner one): one query for both checks.
+        leases = list(
             Lease.objects.filter(pool_id=ask.pool.id, visitor_id=ask.visitor_id, expires_at__gt=ask.now)
             .order_by("-expires_at")
-            .select_for_update()  # locks the number row too: the join is an inner one
+            .select_for_update()
             .values("id", "expires_at", "number_id", "number__number", "number__state", "number__role")
             .annotate(number_pool_id=F("number__pool_id"), number_busy_until=F("number__busy_until"))
-            .first()
         )
-        if lease is not None:
-            usable = (
+
+        def usable(lease: dict[str, Any]) -> bool:
+            return bool(
                 lease["number__state"] == NumberState.ACTIVE
                 and lease["number__role"] == NumberRole.ROTATING
                 and lease["number_pool_id"] == ask.pool.id
                 and lease["number_busy_until"] == lease["expires_at"]
             )
-            if not usable:
+
+        fresh = next(
+            (lease for lease in leases if lease["expires_at"] >= ask.fresh_until and usable(lease)), None
+        )
+        if fresh is not None:
+            return Step(
+                Outcome.KEPT, fresh["number__number"], fresh["id"], fresh["expires_at"], fresh["number_id"]
+            )
+        if leases:
+            lease = leases[0]
+            if not usable(lease):
                 Lease.objects.filter(id=lease["id"]).update(
                     expires_at=Greatest(Value(ask.now), F("started_at"))
                 )

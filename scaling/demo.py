@@ -1,182 +1,267 @@
-"""A believable past for the demo pools, so their health charts have something to show.
+"""The demo's past, made by the product itself.
 
-The past is replayed through the real services (growth after a rush, a month-end prune), each told
-the moment it acts at (`now`), so the audit trail is the one those services write; visits are plain
-facts (leases and hourly figures, as the hand-out records them). Demo only: `seed_demo` calls this
-for pools it has just created.
+`seed_demo` creates the demo pools weeks back and hands this module a clock: simulated visitors
+arrive minute by minute (busy office hours, quiet nights and weekends, a campaign's rush) and go
+through the real hand-out; some of them call, through the real call recording; the grow pass runs
+every simulated minute in which it has something to decide, as Beat would run it, and buys from
+the demo carrier; the month-end prune runs on each month's last local day at Beat's minute and its
+releases go to the carrier. Nothing is painted: every tile, chart, event, prune record and bill
+agrees with the others because the code that writes them in production wrote them here, and every
+rule the product enforces held while it did.
+
+Only time is simulated: each service is told the moment it acts at (`now`), nothing is mocked.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import random
-import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import partial
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db.models import Max
+from celery.schedules import crontab
 
-from ringpools.choices import NumberRole, NumberState
-from ringpools.figures import hour_of
-from ringpools.models import Lease, PoolHourlyFigures, PromoNumber, RingPool
-from scaling.choices import Trigger
-from scaling.services import NumberPurchase, pool_number_add, pool_number_remove
+from config.schedules import SCHEDULES
+from ringpools.calls import IncomingCall, call_record, promo_number_for
+from ringpools.choices import PresentationKind
+from ringpools.figures import handout_figures, hour_of
+from ringpools.handout import present_number
+from ringpools.models import RingPool
+from ringpools.selectors import HandoutPool, handout_pool
+from scaling.growth.rule import GrowthVerdict
+from scaling.growth.run import ringpools_grow
+from scaling.models import CarrierOrder
+from scaling.pruning.run import ringpools_prune
+from scaling.supply.carrier import Carrier
+from scaling.supply.outbox import carrier_orders_run
 
-HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 HISTORY_DAYS = 35
-# Share of a pool's numbers in use by local hour of day: quiet nights, busy office hours.
+# When Beat runs the month-end prune (config/schedules.py; Celery's time zone is UTC).
+PRUNE_BEAT = crontab(**next(s for s in SCHEDULES if s.task == "scaling.tasks.prune_ringpools").crontab)
+# Visitors per hour by local hour of day, as a share of the pool's busiest hour: quiet nights,
+# busy office hours, a lunch dip.
 DAY_CURVE = (
-    [0.05] * 6
-    + [0.15, 0.3, 0.5, 0.65, 0.75, 0.8, 0.7, 0.75, 0.8, 0.7, 0.55, 0.4]
-    + [0.3, 0.2, 0.15]
-    + [0.1] * 3
+    [0.02] * 6
+    + [0.1, 0.3, 0.6, 0.85, 1.0, 0.95, 0.75, 0.85, 0.95, 0.85, 0.65, 0.45]
+    + [0.35, 0.25, 0.15]
+    + [0.05] * 3
 )
+WEEKEND = 0.6
+# A visit holds its number for the lease (the page renews it while it is open): one presentation.
+# This share of the visitors shown a number call it while they hold it.
+CALL_SHARE = 0.03
+PAGE = "https://www.acme.example/spring-sale"
+SOURCES = ("google", "newsletter", "facebook")
+
+
+@dataclass(frozen=True)
+class Rush:
+    """A campaign's rush: `visitors_per_hour` from `start_hour` (local) for `hours`, `days_ago`."""
+
+    days_ago: int
+    start_hour: int
+    hours: float
+    visitors_per_hour: float
 
 
 @dataclass(frozen=True)
 class Story:
-    """What happened to one demo pool: a rush that made it grow, or an idle number pruned at month end."""
+    """The traffic of one demo pool: its busiest ordinary hour, and a rush if it had one."""
 
-    rush_days_ago: int | None = None  # a rush from 10:00 to 12:00 local time, this many days ago
-    prune_one: bool = False  # the last day of last month, one never-used number was pruned
-    traffic: float = 1.0  # share of the usual visitors: a quiet pool looks too big
-
-
-def history_start(now: datetime) -> datetime:
-    return hour_of(now - timedelta(days=HISTORY_DAYS))
+    busiest_hour_visitors: float
+    rush: Rush | None = None
 
 
-def demo_history_write(*, pool: RingPool, story: Story, now: datetime) -> None:
-    """Visits, overflows, calls and scaling events of the pool from its (backdated) creation to now."""
-    rng = random.Random(pool.key)
-    tz = ZoneInfo(str(pool.account.timezone))
-    idle = _idle_number(pool) if story.prune_one else None
-    actions = _actions(pool=pool, story=story, now=now, tz=tz, idle=idle)
-    leases: list[Lease] = []
-    figures: list[PoolHourlyFigures] = []
-    hour = history_start(now) + HOUR
-    numbers = _usable_numbers(pool, idle)
-    while hour + HOUR < now:
-        if actions and actions[0][0] < hour + HOUR:
-            while actions and actions[0][0] < hour + HOUR:
-                moment, action = actions.pop(0)
-                action(moment)
-            numbers = _usable_numbers(pool, idle)
-        local = hour.astimezone(tz)
-        rush = story.rush_days_ago is not None and _in_rush(local, now.astimezone(tz), story.rush_days_ago)
-        share = (
-            1.0 if rush else DAY_CURVE[local.hour] * story.traffic * (0.8 if local.weekday() >= 5 else 1.0)
-        )
-        busy = max(0, min(len(numbers), round(share * len(numbers) + rng.uniform(-0.6, 0.6))))
-        for number in rng.sample(numbers, busy):
-            started = hour + timedelta(minutes=rng.randint(0, 20))
-            leases.append(
-                Lease(
-                    pool=pool,
-                    number=number,
-                    visitor_id=secrets.token_urlsafe(12),
-                    page_url="https://www.acme.example/spring-sale",
-                    params={"utm_source": rng.choice(["google", "newsletter", "facebook"])},
-                    started_at=started,
-                    expires_at=started + timedelta(minutes=rng.randint(5, 35)),
-                )
-            )
-        overflows = rng.randint(6, 14) if rush else 0
-        calls = sum(1 for _ in range(busy) if rng.random() < 0.2)
-        if busy or overflows:
-            figures.append(
-                PoolHourlyFigures(
-                    pool=pool,
-                    hour=hour,
-                    shard=0,
-                    presentations=busy + rng.randint(0, busy),
-                    overflows=overflows,
-                    calls=calls,
-                )
-            )
-        hour += HOUR
-    Lease.objects.bulk_create(leases, batch_size=500)
-    PoolHourlyFigures.objects.bulk_create(figures, batch_size=500)
-    _facts_from_history(pool)
+@dataclass
+class HistorySummary:
+    """What the simulated weeks did, for `seed_demo` to print."""
+
+    visitors: int = 0
+    overflows: int = 0
+    calls: int = 0
+    grow_passes: int = 0
+    numbers_added: int = 0
+    numbers_pruned: int = 0
+    prunes: list[str] = field(default_factory=list)
 
 
-def _usable_numbers(pool: RingPool, idle: PromoNumber | None) -> list[PromoNumber]:
-    return list(
-        PromoNumber.objects.filter(pool=pool, role=NumberRole.ROTATING, state=NumberState.ACTIVE).exclude(
-            pk__in=[idle.pk] if idle is not None else []
-        )
+def history_start(now: datetime, days: int = HISTORY_DAYS) -> datetime:
+    """When the demo pools were created: `days` before `now`, on the hour."""
+    return hour_of(now - timedelta(days=days))
+
+
+def visitors_per_hour(story: Story, local: datetime, *, local_now: datetime) -> float:
+    """The mean arrival rate of the pool's visitors in the local hour starting at `local`."""
+    rush = story.rush
+    if rush is not None:
+        day = (local_now - timedelta(days=rush.days_ago)).date()
+        begins = datetime(day.year, day.month, day.day, rush.start_hour, tzinfo=local.tzinfo)
+        if begins <= local < begins + timedelta(hours=rush.hours):
+            return rush.visitors_per_hour
+    weekday = 1.0 if local.weekday() < 5 else WEEKEND
+    return story.busiest_hour_visitors * DAY_CURVE[local.hour] * weekday
+
+
+def arrivals(
+    story: Story, *, start: datetime, end: datetime, tz: ZoneInfo, rng: random.Random
+) -> list[datetime]:
+    """The moments visitors arrive between `start` and `end`: a Poisson process whose rate follows
+    the pool's day (drawn minute by minute, so a rush may begin at any minute)."""
+    local_now = end.astimezone(tz)
+    moments = []
+    minute = start
+    while minute < end:
+        rate = visitors_per_hour(story, minute.astimezone(tz), local_now=local_now) / 60
+        for _ in range(_poisson(rate, rng)):
+            moments.append(minute + timedelta(seconds=rng.uniform(0, 60)))
+        minute += MINUTE
+    return sorted(moments)
+
+
+def _poisson(mean: float, rng: random.Random) -> int:
+    """A Poisson draw (Knuth's method: the means here are below one per minute)."""
+    limit, count, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        count += 1
+        product *= rng.random()
+    return count
+
+
+@dataclass(order=True)
+class _Visit:
+    at: datetime
+    pool_key: str = field(compare=False)
+    serial: int = field(compare=False)
+
+
+@dataclass(order=True)
+class _Call:
+    at: datetime
+    number: str = field(compare=False)
+    serial: int = field(compare=False)
+
+
+def demo_history_replay(
+    *, stories: dict[str, Story], start: datetime, end: datetime, carrier: Carrier, tz: ZoneInfo
+) -> HistorySummary:
+    """Play the pools' traffic from `start` to `end` through the hand-out, call recording, grow
+    passes and month-end prunes, each at its simulated moment. The pools exist (created at `start`)."""
+    summary = HistorySummary()
+    visits = sorted(
+        _Visit(at, key, serial)
+        for key, story in stories.items()
+        for serial, at in enumerate(arrivals(story, start=start, end=end, tz=tz, rng=random.Random(key)))
     )
+    pools = {key: _shown(key) for key in stories}
+    rng = random.Random("calls")
+    calls: list[_Call] = []
+    grow_due = True  # Beat's first pass notices that auto-scaling applies to the new pools
+    next_visit = 0
+    minute = start
+    while minute < end:
+        if minute.minute == 0:
+            handout_figures.flush()  # the web processes' flusher, hours apart here
+        if grow_due:
+            grow_due = _grow_pass(minute, carrier, summary)
+        if beat_runs(PRUNE_BEAT, minute):
+            _prune_pass(minute, carrier, summary)
+        until = minute + MINUTE
+        while next_visit < len(visits) and visits[next_visit].at < until:
+            visit = visits[next_visit]
+            next_visit += 1
+            _calls_due(calls, before=visit.at, rng=rng, summary=summary)
+            overflowed = _visit(visit, pools[visit.pool_key], rng, calls, summary)
+            grow_due = grow_due or overflowed
+        _calls_due(calls, before=until, rng=rng, summary=summary)
+        minute = until
+    handout_figures.flush()
+    return summary
 
 
-def _idle_number(pool: RingPool) -> PromoNumber | None:
+def beat_runs(schedule: crontab, moment: datetime) -> bool:
+    """Whether Beat sends the task of this crontab in the (UTC) minute starting at `moment`. The grow
+    pass runs every minute; the replay runs it in the minutes where it has something to decide."""
+    utc = moment.astimezone(UTC)
     return (
-        PromoNumber.objects.filter(pool=pool, role=NumberRole.ROTATING, state=NumberState.ACTIVE)
-        .order_by("-id")
-        .first()
+        utc.minute in schedule.minute
+        and utc.hour in schedule.hour
+        and utc.day in schedule.day_of_month
+        and utc.month in schedule.month_of_year
+        and utc.isoweekday() % 7 in schedule.day_of_week
     )
 
 
-def _in_rush(local: datetime, local_now: datetime, days_ago: int) -> bool:
-    return local.date() == (local_now - timedelta(days=days_ago)).date() and 10 <= local.hour < 12
+def _shown(key: str) -> HandoutPool:
+    pool = handout_pool(key)
+    if pool is None:
+        raise RingPool.DoesNotExist(key)
+    return pool
 
 
-def _actions(
-    *, pool: RingPool, story: Story, now: datetime, tz: ZoneInfo, idle: PromoNumber | None
-) -> list[tuple[datetime, Callable[[datetime], Any]]]:
-    """What the services do to the pool, and when: each action is called with its moment."""
-    actions: list[tuple[datetime, Callable[[datetime], Any]]] = []
-    if story.rush_days_ago is not None:
-        day = (now.astimezone(tz) - timedelta(days=story.rush_days_ago)).date()
-        rush = datetime(day.year, day.month, day.day, 10, 0, tzinfo=tz)
-        for step in range(4):  # one number per five minutes while the overflow lasts (SPEC §6)
-            actions.append(
-                (
-                    rush + timedelta(minutes=6 + 5 * step),
-                    partial(_grow, pool, overflows=3 + step),
-                )
-            )
-    if idle is not None:
-        local_now = now.astimezone(tz)
-        month_end = datetime(local_now.year, local_now.month, 1, 23, 30, tzinfo=tz) - timedelta(days=1)
-        actions.append(
-            (
-                month_end,
-                lambda moment: pool_number_remove(
-                    number=idle,
-                    trigger=Trigger.PRUNE,
-                    reason="unused: not presented in 5 days and not called in 10 days",
-                    figures={"rule": "not presented in 5 days, not called in 10 days", "cap": "20%"},
-                    now=moment,
-                ),
-            )
-        )
-    return sorted(actions, key=lambda item: item[0])
-
-
-def _grow(pool: RingPool, moment: datetime, *, overflows: int) -> NumberPurchase:
-    return pool_number_add(
+def _visit(
+    visit: _Visit, pool: HandoutPool, rng: random.Random, calls: list[_Call], summary: HistorySummary
+) -> bool:
+    """One visitor shown a number; maybe a call later. True when the visitor was turned away."""
+    shown = present_number(
         pool=pool,
-        trigger=Trigger.GROWTH,
-        reason="overflow presented since the last growth",
-        figures={"overflows_since_last_growth": overflows},
-        now=moment,
+        visitor_id=f"demo-{visit.pool_key}-{visit.serial}",
+        page_url=PAGE,
+        params={"utm_source": rng.choice(SOURCES)},
+        new_visitor=True,
+        now=visit.at,
     )
+    summary.visitors += 1
+    overflowed = shown.kind != PresentationKind.PROMO
+    summary.overflows += overflowed
+    if rng.random() < CALL_SHARE and shown.kind != PresentationKind.DESTINATION:
+        # While the lease holds the number (an overflow caller dials at once).
+        holds = (shown.expires_at - visit.at) if shown.expires_at else timedelta(minutes=2)
+        at = visit.at + holds * rng.uniform(0.05, 0.95)
+        bisect.insort(calls, _Call(at, shown.number, visit.serial))
+    return overflowed
 
 
-def _facts_from_history(pool: RingPool) -> None:
-    """Last-presented times as the hand-out would have left them, so month-end pruning sees use."""
-    last = dict(
-        Lease.objects.filter(pool=pool)
-        .values("number_id")
-        .annotate(at=Max("started_at"))
-        .values_list("number_id", "at")
-    )
-    for number_id, at in last.items():
-        # A fact the hand-out keeps (like it, no history entry), not a setting.
-        PromoNumber.objects.filter(pk=number_id).update(last_presented_at=at)
-    overflowed = PoolHourlyFigures.objects.filter(pool=pool, overflows__gt=0).aggregate(at=Max("hour"))["at"]
-    if overflowed is not None:
-        RingPool.objects.filter(pk=pool.pk).update(last_overflow_at=overflowed + timedelta(minutes=55))
+def _calls_due(calls: list[_Call], *, before: datetime, rng: random.Random, summary: HistorySummary) -> None:
+    """The calls made before `before`, recorded as the voice webhook records them."""
+    while calls and calls[0].at < before:
+        call = calls.pop(0)
+        number = promo_number_for(call.number)
+        if number is None:
+            continue
+        call_record(
+            number=number,
+            incoming=IncomingCall(
+                call_sid=f"CA{rng.getrandbits(128):032x}",
+                from_number=f"+131055501{call.serial % 100:02d}",
+                to_number=call.number,
+                status="completed",
+            ),
+            now=call.at,
+        )
+        summary.calls += 1
+
+
+def _grow_pass(now: datetime, carrier: Carrier, summary: HistorySummary) -> bool:
+    """Beat's grow pass at `now`. True while a pool waits for its pace (the next minute decides)."""
+    handout_figures.flush()
+    report = ringpools_grow(now=now, carrier=carrier)
+    summary.grow_passes += 1
+    summary.numbers_added += report.added
+    return any(plan.decision.verdict == GrowthVerdict.WAIT for plan in report.plans)
+
+
+def _prune_pass(now: datetime, carrier: Carrier, summary: HistorySummary) -> None:
+    """Beat's month-end prune at `now`; its releases go to the carrier at once, as the workers do."""
+    handout_figures.flush()
+
+    def release(order_ids: Sequence[int]) -> None:
+        orders = list(CarrierOrder.objects.filter(pk__in=order_ids).order_by("pk"))
+        carrier_orders_run(orders=orders, carrier=carrier, now=now)
+
+    for result in ringpools_prune(now=now, release=release):
+        summary.numbers_pruned += len(result.removed)
+        summary.prunes.append(f"{result.plan.pool.name}: {result.outcome}, {len(result.removed)} removed")

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account, User
@@ -33,9 +33,20 @@ from scaling.supply.outbox import (
 )
 
 
-def auto_scaling_settings_for(account: Account) -> AutoScalingSettings:
-    settings, _ = AutoScalingSettings.objects.get_or_create(account=account)
-    return settings
+def auto_scaling_settings_for(account: Account, *, now: datetime | None = None) -> AutoScalingSettings:
+    """The account's auto-scaling settings, created with the defaults (its history dated `now`) if it
+    has none yet."""
+    existing = AutoScalingSettings.objects.filter(account=account).first()
+    if existing is not None:
+        return existing
+    fresh = AutoScalingSettings(account=account)
+    history_by(fresh, None, at=now)
+    try:
+        with transaction.atomic():
+            fresh.save(force_insert=True)
+    except IntegrityError:  # created at the same moment by another request
+        return AutoScalingSettings.objects.get(account=account)
+    return fresh
 
 
 class PoolOptions(TypedDict, total=False):
@@ -107,7 +118,7 @@ def ringpool_create(
         **options,
     )
     pool.full_clean()
-    history_by(pool, actor)
+    history_by(pool, actor, at=now)
     with transaction.atomic():
         pool.save()
         scaling_event_record(

@@ -109,13 +109,12 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
 @pytest.fixture
 def demo(live_server, settings):
     """The demo data (`seed_demo`) behind a live server, for the browser tests."""
-    from io import StringIO
 
-    from django.core.management import call_command
+    from tests.demo import seed_demo
 
     # The live server speaks plain http://; production's Secure cookies would not come back.
     settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
-    call_command("seed_demo", stdout=StringIO())
+    seed_demo()
     return live_server
 
 

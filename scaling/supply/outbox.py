@@ -282,7 +282,7 @@ def _purchase_record(
     longer wants the number (the caller sends it after the commit)."""
     unwanted = _why_not_wanted(pool, locked.role)
     number = _number_from(bought, pool=pool, role=locked.role, unwanted=bool(unwanted), now=now)
-    history_by(number, locked.actor)
+    history_by(number, locked.actor, at=now)
     number.save()
     locked.number = number
     locked.carrier_ref = bought.carrier_ref

@@ -3,13 +3,11 @@ still work in Chromium: no policy violation on any customer or back-office page 
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
 from ringpools.models import RingPool
+from tests.demo import seed_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "ringpool-demo"
@@ -24,7 +22,7 @@ document.addEventListener("securitypolicyviolation", e =>
 @pytest.fixture
 def demo(live_server, settings):
     settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False  # the live server is http://
-    call_command("seed_demo", stdout=StringIO())
+    seed_demo()
     return live_server
 
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
@@ -20,9 +23,10 @@ from ringpools.selectors import handout_pool
 from scaling.alerts.conditions import alerts_check
 from scaling.alerts.mail import alert_mails_send
 from scaling.choices import AlertKind
-from scaling.demo import Story, demo_history_write, history_start
+from scaling.demo import HISTORY_DAYS, HistorySummary, Rush, Story, demo_history_replay, history_start
 from scaling.models import InventoryNumber
 from scaling.services import auto_scaling_settings_for, ringpool_create
+from scaling.supply.inventory import InventoryCarrier
 
 DEMO_PASSWORD = "ringpool-demo"
 # Back-office logins: not members of the account.
@@ -41,11 +45,18 @@ PEOPLE = (
 INVENTORY = (("805", 30), ("415", 20), ("212", 10), ("888", 30))
 ORIGINS = ["http://127.0.0.1:8000", "http://localhost:8000"]
 CAPPED_KEY = "rp_demo_capped"
-# What the pool health charts of each demo pool show (scaling/demo.py).
+# The traffic of each demo pool over the weeks before today, played through the product
+# (scaling/demo.py): what its tiles, charts, events, prune records and bill then show.
 STORIES = {
-    "rp_demo_local": Story(rush_days_ago=3),  # a rush, overflow, and growth absorbing it
-    "rp_demo_sf": Story(traffic=0.3),  # quiet: looks too big
-    "rp_demo_tollfree": Story(prune_one=True),  # one idle number pruned at last month's end
+    # Busy office hours on 5 numbers, and a campaign's rush three days ago that growth absorbed.
+    "rp_demo_local": Story(
+        busiest_hour_visitors=3.0,
+        rush=Rush(days_ago=3, start_hour=10, hours=1.5, visitors_per_hour=30.0),
+    ),
+    # Quiet: three numbers, rarely more than one in use.
+    "rp_demo_sf": Story(busiest_hour_visitors=0.8),
+    # Eight toll-free numbers of which a few carry the traffic: the month-end prune finds idle ones.
+    "rp_demo_tollfree": Story(busiest_hour_visitors=1.5),
 }
 POOLS = (
     # key, name, campaign, destination, type, area code, region, size
@@ -77,21 +88,50 @@ POOLS = (
         NumberType.TOLL_FREE,
         "",
         "",
-        4,
+        8,
     ),
 )
 
 
 class Command(BaseCommand):
-    help = "Create (or leave as they are) the demo account, people, campaigns, pools and carrier inventory."
+    help = (
+        "Create (or leave as they are) the demo account, people, campaigns, pools and carrier inventory, "
+        "and play the new pools' past weeks through the product (visitors, calls, growth, month-end prune)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=HISTORY_DAYS,
+            help=f"Days of history to play through the product for new pools (default {HISTORY_DAYS}; "
+            "the 30-day charts and the month-end prune need more than 30).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        account = self._seed()
+        if options["days"] < 1:
+            raise CommandError("--days must be at least 1.")
+        now = timezone.now()
+        start = history_start(now, options["days"])
+        account, created = self._seed(start)
+        if created:
+            # Outside the set-up's transaction: the hand-out and the passes commit as in production.
+            summary = demo_history_replay(
+                stories={key: STORIES[key] for key in created},
+                start=start,
+                end=now,
+                carrier=InventoryCarrier(latency=0),
+                tz=ZoneInfo(str(account.timezone)),
+            )
+            self._history_report(summary, start)
         self._capped_pool_alert(account)
         self._report(account)
 
     @transaction.atomic
-    def _seed(self) -> Account:
+    def _seed(self, start: datetime) -> tuple[Account, list[str]]:
+        """The account, its people, the carrier's inventory and the pools not there yet, created at
+        `start` (the account and its settings a day before). Returns the keys of the new pools."""
+        before = start - timedelta(days=1)
         if not settings.DEBUG:
             self.stderr.write(self.style.WARNING("DEBUG is off: demo logins have a published password."))
         account, _ = Account.objects.get_or_create(
@@ -103,19 +143,23 @@ class Command(BaseCommand):
                 "carrier_account_sid": "ACdemo",
             },
         )
-        auto_scaling_settings_for(account)
+        if account.created_at > start:
+            Account.objects.filter(pk=account.pk).update(created_at=before)
+        auto_scaling_settings_for(account, now=before)
         roles_register()  # the account managers' group, as after every migrate
         managers = Group.objects.get(name=ACCOUNT_MANAGERS.group)
+        password = make_password(DEMO_PASSWORD)  # one hash for all (one published password): 1 s less
         for username, role, first_name in PEOPLE:
             user, created = User.objects.get_or_create(
                 username=username, defaults={"first_name": first_name, "email": f"{username}@example.com"}
             )
             if created:
-                user.set_password(DEMO_PASSWORD)
+                user.password = password
+                user.date_joined = before
             # Brought up to date on every run (a demo seeded before kept `staff` a superuser).
             user.is_staff = role in STAFF
             user.is_superuser = role == PLATFORM_SUPERUSER
-            user.save(update_fields=["password", "is_staff", "is_superuser"])
+            user.save(update_fields=["password", "date_joined", "is_staff", "is_superuser"])
             if role == ACCOUNT_MANAGER:
                 user.groups.add(managers)
             elif role not in STAFF:
@@ -132,15 +176,16 @@ class Command(BaseCommand):
                         "monthly_cost": "1.00" if area_code != "888" else "2.00",
                     },
                 )
+        created = []
         for key, name, campaign_name, destination, number_type, area_code, region, size in POOLS:
-            campaign, _ = Campaign.objects.get_or_create(account=account, name=campaign_name)
+            campaign, new_campaign = Campaign.objects.get_or_create(account=account, name=campaign_name)
+            if new_campaign:
+                Campaign.objects.filter(pk=campaign.pk).update(created_at=before)
             destination_number, _ = DestinationNumber.objects.get_or_create(
                 account=account, number=destination, defaults={"label": "Call center"}
             )
             if not RingPool.objects.filter(key=key).exists():
-                now = timezone.now()
-                # Created weeks ago, so the charts show a past; replayed through the real services.
-                pool = ringpool_create(
+                ringpool_create(
                     account=account,
                     campaign=campaign,
                     destination_number=destination_number,
@@ -149,12 +194,20 @@ class Command(BaseCommand):
                     area_code=area_code,
                     region=region,
                     size=size,
-                    now=history_start(now),
+                    carrier=InventoryCarrier(latency=0),
+                    now=start,
                     key=key,
                     allowed_origins=ORIGINS,
                 )
-                demo_history_write(pool=pool, story=STORIES[key], now=now)
-        return account
+                created.append(key)
+        return account, created
+
+    def _history_report(self, summary: HistorySummary, start: datetime) -> None:
+        self.stdout.write(
+            f"Demo history since {start:%Y-%m-%d %H:%M} UTC, played through the product: "
+            f"{summary.visitors:,} visitors ({summary.overflows:,} turned away), {summary.calls:,} calls, "
+            f"{summary.numbers_added} numbers added by growth, {summary.numbers_pruned} removed at month end."
+        )
 
     def _capped_pool_alert(self, account: Account) -> None:
         """A pool at its maximum size that turns visitors away now, through the real hand-out; its

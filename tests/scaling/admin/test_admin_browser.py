@@ -11,6 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from ringpools.models import Lease, RingPool
+from tests.demo import seed_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-results" / "admin"
@@ -19,7 +20,7 @@ WIDTH = 1366
 
 @pytest.fixture
 def demo(live_server, settings):
-    call_command("seed_demo", stdout=StringIO())
+    seed_demo()
     api = Client()
     pool = RingPool.objects.get(key="rp_demo_local")
     # Visitors take every free number; two more are shown the overflow number.

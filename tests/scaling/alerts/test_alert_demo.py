@@ -7,17 +7,17 @@ from io import StringIO
 
 import pytest
 from django.core import mail
-from django.core.management import call_command
 
 from scaling.choices import AlertKind
 from scaling.models import Alert
+from tests.demo import seed_demo
 
 pytestmark = pytest.mark.django_db
 
 
 def test_seed_demo_leaves_one_pool_at_its_cap_with_an_open_alert_mailed_once():
     out = StringIO()
-    call_command("seed_demo", stdout=out)
+    out.write(seed_demo())
     alert = Alert.objects.get()
     assert alert.kind == AlertKind.AT_CAP and alert.is_open and alert.pool.key == "rp_demo_capped"
     assert alert.figures["size"] == alert.figures["max_size"] == 3
@@ -30,5 +30,5 @@ def test_seed_demo_leaves_one_pool_at_its_cap_with_an_open_alert_mailed_once():
     ]
     assert "Alert opened: Storm Repair — Ventura" in out.getvalue()
 
-    call_command("seed_demo", stdout=StringIO())  # run again: nothing new
+    seed_demo()  # run again: nothing new
     assert Alert.objects.count() == 1 and len(mail.outbox) == 3
