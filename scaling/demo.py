@@ -20,6 +20,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from celery.schedules import crontab
@@ -186,12 +187,13 @@ def beat_runs(schedule: crontab, moment: datetime) -> bool:
     """Whether Beat sends the task of this crontab in the (UTC) minute starting at `moment`. The grow
     pass runs every minute; the replay runs it in the minutes where it has something to decide."""
     utc = moment.astimezone(UTC)
+    fields: Any = schedule  # the expanded sets of a crontab, which the type stubs leave out
     return (
-        utc.minute in schedule.minute
-        and utc.hour in schedule.hour
-        and utc.day in schedule.day_of_month
-        and utc.month in schedule.month_of_year
-        and utc.isoweekday() % 7 in schedule.day_of_week
+        utc.minute in fields.minute
+        and utc.hour in fields.hour
+        and utc.day in fields.day_of_month
+        and utc.month in fields.month_of_year
+        and utc.isoweekday() % 7 in fields.day_of_week
     )
 
 

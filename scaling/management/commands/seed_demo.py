@@ -176,7 +176,7 @@ class Command(BaseCommand):
                         "monthly_cost": "1.00" if area_code != "888" else "2.00",
                     },
                 )
-        created = []
+        new_pools = []
         for key, name, campaign_name, destination, number_type, area_code, region, size in POOLS:
             campaign, new_campaign = Campaign.objects.get_or_create(account=account, name=campaign_name)
             if new_campaign:
@@ -199,8 +199,8 @@ class Command(BaseCommand):
                     key=key,
                     allowed_origins=ORIGINS,
                 )
-                created.append(key)
-        return account, created
+                new_pools.append(key)
+        return account, new_pools
 
     def _history_report(self, summary: HistorySummary, start: datetime) -> None:
         self.stdout.write(
