@@ -132,6 +132,14 @@ def phone_cell(e164: object) -> SafeString | str:
     return format_html('<span class="phone" title="{}">{}</span>', str(e164), national(e164))
 
 
+def cut_cell(text: str, chars: int) -> SafeString | str:
+    """A long text cut at a word for a list cell, whole in its tooltip."""
+    if len(text) <= chars:
+        return text
+    cut = text[: chars - 1].rsplit(" ", 1)[0].rstrip(" ,;:(") + "…"
+    return format_html('<span title="{}">{}</span>', text, cut)
+
+
 def money(amount: Decimal | int | None) -> str:
     return EMPTY if amount is None else f"{Decimal(amount):,.2f} {COST_CURRENCY}"
 

@@ -23,6 +23,7 @@ from ringpools.admin_tools import (
     LargeTableAdmin,
     PhoneSearchMixin,
     ReadOnlyFactsAdmin,
+    cut_cell,
     money,
     phone_cell,
     short_label,
@@ -39,6 +40,9 @@ from scaling.health.charts import pool_health_charts
 from scaling.models import AutoScalingSettings, CarrierOrder, InventoryNumber, MonthlyPrune, ScalingEvent
 from scaling.services import POOL_SETTINGS, ringpool_create, ringpool_update
 from scaling.templatetags.words import FIGURE_WORDS
+
+# A reason in a list row: about two lines of its column at 1,366 px.
+LIST_REASON_CHARS = 48
 
 
 class LatestEvent(Protocol):
@@ -179,7 +183,7 @@ class AutoScalingSettingsAdmin(AccountTimesMixin, SimpleHistoryAdmin):
 class ScalingEventAdmin(AccountTimesMixin, PhoneSearchMixin, ReadOnlyFactsAdmin, LargeTableAdmin):
     """The audit trail: readable by staff, never added, changed or deleted here."""
 
-    list_display = ("created", "pool", "kind_label", "trigger_label", "phone", "reason", "actor_name")
+    list_display = ("created", "pool", "kind_label", "trigger_label", "phone", "reason_cut", "actor_name")
     list_filter = ("kind", "trigger")
     list_select_related = ("pool", "account", "number", "actor")
     search_fields = ("reason", "pool__name", "account__name")
@@ -213,6 +217,11 @@ class ScalingEventAdmin(AccountTimesMixin, PhoneSearchMixin, ReadOnlyFactsAdmin,
     @admin.display(ordering="number__number", description="number")
     def phone(self, event: ScalingEvent) -> str:
         return phone_cell(event.number.number) if event.number else "—"
+
+    @admin.display(description="reason")
+    def reason_cut(self, event: ScalingEvent) -> SafeString | str:
+        """Two lines at most in the list; the whole reason on hover and on the event's page."""
+        return cut_cell(event.reason, LIST_REASON_CHARS)
 
     @admin.display(ordering="actor", description="by")
     def actor_name(self, event: ScalingEvent) -> str:
