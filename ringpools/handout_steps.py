@@ -19,6 +19,7 @@ from django.db.models.functions import Greatest
 
 from ringpools.choices import NumberRole, NumberState
 from ringpools.models import Lease, PromoNumber
+from ringpools.order import handout_rank
 from ringpools.selectors import HandoutPool
 
 # Numbers found rested and flagged by one claim at most; more wait for the next claims.
@@ -331,7 +332,7 @@ class _OrmSteps:
     def candidate(ask: Ask) -> dict[str, Any] | None:
         """The number to claim, locked; flags the numbers found rested on the way."""
         skip_locked = connection.features.has_select_for_update_skip_locked
-        fields = ("id", "number", "acquired_at")
+        fields = ("id", "number", "acquired_at", "busy_until")
         backlog = list(
             _rotating(ask)
             .filter(rested=False, busy_until__lte=ask.rested_before)
@@ -347,11 +348,9 @@ class _OrmSteps:
             .values(*fields)
             .first()
         )
-        rested = [*backlog, *([first_rested] if first_rested else [])]
-        if rested:
-            chosen = min(rested, key=lambda n: (n["acquired_at"], n["id"]))
-        else:
-            chosen = (
+        candidates = [*backlog, *([first_rested] if first_rested else [])]
+        if not candidates:  # none rested: the one released longest ago
+            resting_first = (
                 _rotating(ask)
                 .filter(rested=False, busy_until__lte=ask.now)
                 .order_by("busy_until", "id")
@@ -359,6 +358,17 @@ class _OrmSteps:
                 .values(*fields)
                 .first()
             )
+            candidates = [resting_first] if resting_first else []
+        chosen = min(
+            candidates,
+            key=lambda n: handout_rank(
+                number_id=n["id"],
+                acquired_at=n["acquired_at"],
+                busy_until=n["busy_until"],
+                rested_before=ask.rested_before,
+            ),
+            default=None,
+        )
         flagged = [n["id"] for n in backlog if n is not chosen]
         if flagged:
             PromoNumber.objects.filter(id__in=flagged).update(rested=True)

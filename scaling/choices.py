@@ -28,6 +28,17 @@ class Trigger(models.TextChoices):
     PRUNE = "prune", "Month-end prune"
     SETUP = "setup", "Pool set-up"
     RECONCILE = "reconcile", "Reconciliation with the carrier"
+    RENEWAL = "renewal", "Release at renewal (adaptive policy)"
+
+
+class ScalingPolicy(models.TextChoices):
+    """How a pool's size follows its traffic (staff choose per account; docs/policy-lab.md)."""
+
+    SEED = "seed", "The seed's rule (the growth pace on overflow, the month-end prune)"
+    ADAPTIVE = (
+        "adaptive",
+        ("Adaptive (growth sized to the visitors turned away, surplus released at each number's renewal)"),
+    )
 
 
 class GrowthMode(models.TextChoices):

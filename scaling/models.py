@@ -17,6 +17,7 @@ from scaling.choices import (
     OrderKind,
     OrderState,
     PruneOutcome,
+    ScalingPolicy,
     Scope,
     Trigger,
 )
@@ -43,6 +44,10 @@ class AutoScalingSettings(models.Model):
         default=5, help_text="Percentage mode: at most this many numbers per interval."
     )
     growth_interval_minutes = models.PositiveSmallIntegerField(default=5)
+    # Staff-only: the seed's rule (the default, the seed article's every rule) or the adaptive policy.
+    policy = models.CharField(
+        "scaling policy", max_length=10, choices=ScalingPolicy.choices, default=ScalingPolicy.SEED
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     history = HistoricalRecords(m2m_fields=[campaigns, destination_numbers])
@@ -66,6 +71,9 @@ class AutoScalingSettings(models.Model):
             models.CheckConstraint(
                 condition=Q(growth_cap_per_interval__gte=1), name="autoscaling_growth_cap_positive"
             ),
+            models.CheckConstraint(
+                condition=Q(policy__in=ScalingPolicy.values), name="autoscaling_policy_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -88,6 +96,9 @@ class PoolGrowth(models.Model):
     # Set when a `cap_reached` event was recorded; cleared when the pool is below its maximum again,
     # so the event is recorded once per episode, not once a pass.
     capped_since = models.DateTimeField(null=True, blank=True)
+    # The overflows of the hour of `last_grown_at` that the growth then answered: the hourly figures
+    # count whole hours, so the next pass subtracts these to count the overflows since the growth.
+    overflows_answered = models.PositiveIntegerField(default=0)
 
     class Meta:
         verbose_name = "pool growth state"

@@ -103,3 +103,41 @@ def growth_step_size(*, size: int, pace: GrowthPace) -> int:
     if pace.mode == GrowthMode.PERCENTAGE:
         return max(1, min(-(-size * pace.percent // 100), pace.cap_per_interval))  # rounded up
     return max(1, pace.step)
+
+
+# --- The adaptive policy's growth ------------------------------------------------------------------
+# One number per visitor turned away since the last growth, at least one (the seed's step), at most
+# ADAPTIVE_STEP_FLOOR or ADAPTIVE_STEP_PERCENT of the pool, whichever is more, per interval. A stray
+# overflow costs one number, as under the seed's rule; a new pool's first rush or a campaign's spike
+# is met in minutes instead of hours; the bound keeps a burst from buying a month of numbers for one
+# hour of traffic (docs/policy-lab.md measures each).
+ADAPTIVE_STEP_FLOOR = 5
+ADAPTIVE_STEP_PERCENT = 1
+
+
+def turned_away_grow_by(*, turned_away: int, size: int, room: int) -> int:
+    """Numbers the adaptive policy adds for `turned_away` visitors since the last growth, with `room`
+    numbers left below the pool's maximum size."""
+    return max(0, min(max(1, turned_away), adaptive_step_bound(size), room))
+
+
+def adaptive_step_bound(size: int) -> int:
+    """The most numbers one interval of the adaptive policy adds to a pool of `size`."""
+    return max(ADAPTIVE_STEP_FLOOR, -(-size * ADAPTIVE_STEP_PERCENT // 100))
+
+
+def adaptive_decision(
+    decision: GrowthDecision, *, turned_away: int, size: int, max_size: int
+) -> GrowthDecision:
+    """The adaptive policy's growth: the seed rule's decision (when, and whether the pool may), sized
+    to the visitors turned away since the last growth instead of the pace's step."""
+    if decision.verdict != GrowthVerdict.GROW:
+        return decision
+    grow_by = turned_away_grow_by(turned_away=turned_away, size=size, room=max_size - size)
+    visitors = f"{turned_away} visitor{'' if turned_away == 1 else 's'} turned away since"
+    bound = adaptive_step_bound(size)
+    reason = decision.reason.split("; pace ")[0]
+    reason += f"; adaptive: {visitors}, one number each, at most {bound} per interval"
+    if grow_by < min(max(1, turned_away), bound):
+        reason += f", {grow_by} left before the maximum size of {max_size}"
+    return GrowthDecision(GrowthVerdict.GROW, grow_by, reason, decision.next_allowed_at)

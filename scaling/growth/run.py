@@ -32,8 +32,8 @@ from ringpools.figures import hour_of
 from ringpools.models import PoolHourlyFigures, PromoNumber, RingPool
 from scaling.applicability import applicable_pools, pool_applicability, pools_with_applicability
 from scaling.audit import scaling_event_record
-from scaling.choices import EventKind, OrderKind, OrderState, Trigger
-from scaling.growth.rule import GrowthDecision, GrowthPace, GrowthVerdict, growth_decide
+from scaling.choices import EventKind, OrderKind, OrderState, ScalingPolicy, Trigger
+from scaling.growth.rule import GrowthDecision, GrowthPace, GrowthVerdict, adaptive_decision, growth_decide
 from scaling.models import AutoScalingSettings, CarrierOrder, PoolGrowth
 from scaling.services import pool_numbers_order
 from scaling.supply.carrier import Carrier, get_carrier
@@ -54,7 +54,8 @@ class PoolGrowthPlan:
     pool: RingPool
     decision: GrowthDecision
     size: int
-    overflows: int
+    overflows: int  # since the last growth
+    overflows_this_hour: int = 0
     outcome: str = ""
     added: int = 0
     queued: int = 0  # purchases handed to the carrier workers
@@ -114,9 +115,10 @@ def ringpools_grow(
     if not dry_run:
         growth_states_sync(now=now)
     due = list(pools_due(now=now))
-    overflows = _overflows_since_last_growth(due, now=now)
+    overflows, this_hour = _overflows_since_last_growth(due, now=now)
     for pool in due:
         plan = plan_for(pool, now=now, overflows=overflows.get(pool.pk, 0))
+        plan.overflows_this_hour = this_hour.get(pool.pk, 0)
         report.plans.append(plan)
         if dry_run:
             plan.outcome = _would(plan)
@@ -216,12 +218,18 @@ def with_growth_facts(queryset: QuerySet[RingPool]) -> QuerySet[RingPool]:
     )
 
 
-def _overflows_since_last_growth(pools: list[RingPool], *, now: datetime) -> dict[int, int]:
-    """Overflow presentations per pool in the hours since its last growth (hour granularity, at most
-    a day back), from the hourly figures summed over shards: one query for all the due pools."""
+def _overflows_since_last_growth(
+    pools: list[RingPool], *, now: datetime
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Overflow presentations per pool since its last growth (at most a day back), and those of the
+    current hour, from the hourly figures summed over shards: one query for all the due pools. The
+    figures count whole hours: the overflows of the last growth's hour that it answered (recorded
+    with it) are not counted again."""
     if not pools:
-        return {}
+        return {}, {}
     since = {pool.pk: hour_of(_counted_from(pool)) for pool in pools}
+    answered = {pool.pk: _answered(pool) for pool in pools}
+    current = hour_of(now)
     rows = (
         PoolHourlyFigures.objects.filter(pool_id__in=since, hour__gte=hour_of(now - OVERFLOW_FIGURES_WINDOW))
         .values("pool_id", "hour")
@@ -229,15 +237,25 @@ def _overflows_since_last_growth(pools: list[RingPool], *, now: datetime) -> dic
         .order_by()
     )
     totals: dict[int, int] = {}
+    this_hour: dict[int, int] = {}
     for row in rows:
         if row["hour"] >= since[row["pool_id"]]:
             totals[row["pool_id"]] = totals.get(row["pool_id"], 0) + row["overflows"]
-    return totals
+        if row["hour"] == current:
+            this_hour[row["pool_id"]] = row["overflows"]
+    return {pk: max(total - answered[pk], 0) for pk, total in totals.items()}, this_hour
 
 
 def _counted_from(pool: RingPool) -> datetime:
     state = pool.growth
     return max(filter(None, (state.last_grown_at, state.scaling_on_since)))
+
+
+def _answered(pool: RingPool) -> int:
+    """Overflows of the hour counted from that the last growth already answered."""
+    state = pool.growth
+    grown_last = state.last_grown_at is not None and _counted_from(pool) == state.last_grown_at
+    return state.overflows_answered if grown_last else 0
 
 
 # --- 3. Decide, take the decision, buy -------------------------------------------------------------
@@ -279,6 +297,9 @@ def plan_for(pool: RingPool, *, now: datetime, overflows: int) -> PoolGrowthPlan
         # A failed purchase being tried again right now (no retry time: it is claimed) waits too.
         retry_at=(counts.retry_at or now) if counts.retrying else None,
     )
+    current = settings_of(pool)
+    if current is not None and current.policy == ScalingPolicy.ADAPTIVE:
+        decision = adaptive_decision(decision, turned_away=overflows, size=size, max_size=pool.max_size)
     return PoolGrowthPlan(pool=pool, decision=decision, size=size, overflows=overflows)
 
 
@@ -345,7 +366,10 @@ def _growth_take(
         for i in range(plan.decision.grow_by)
     ]
     with transaction.atomic():
-        if not PoolGrowth.objects.filter(seen, pool_id=pool.pk).update(last_grown_at=now, capped_since=None):
+        taken = PoolGrowth.objects.filter(seen, pool_id=pool.pk).update(
+            last_grown_at=now, capped_since=None, overflows_answered=plan.overflows_this_hour
+        )
+        if not taken:
             return None
         return pool_numbers_order(
             pool=pool,

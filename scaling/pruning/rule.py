@@ -209,3 +209,61 @@ def prune_month(*, now: datetime, tz: tzinfo) -> date | None:
     local day there; None on any other day."""
     local = now.astimezone(tz).date()
     return local.replace(day=1) if (local + timedelta(days=1)).day == 1 else None
+
+
+# --- The adaptive policy's release at renewal -------------------------------------------------------
+# A number is billed per started 30 days from its purchase: the only moment a release saves money is
+# just before a renewal. The adaptive policy then releases the renewing number when the pool keeps
+# enough without it — its busiest hour of the last RENEWAL_PEAK_WINDOW held `peak_in_use` numbers at
+# once; it keeps RENEWAL_HEADROOM_PERCENT more — and when nobody can still be using it: not held,
+# not presented and not called for RENEWAL_IDLE, neither pinned nor the overflow number. The month-end
+# prune goes on as well (its rule is the seed article's).
+BILLING_PERIOD = timedelta(days=30)
+RENEWAL_PEAK_WINDOW = timedelta(days=7)
+RENEWAL_HEADROOM_PERCENT = 15
+RENEWAL_IDLE = timedelta(days=1)
+
+
+def next_renewal(*, acquired_at: datetime, now: datetime) -> datetime:
+    """The first renewal of a number bought at `acquired_at` that falls after `now` (the number is
+    billed per started BILLING_PERIOD)."""
+    periods = (now - acquired_at) // BILLING_PERIOD + 1
+    return acquired_at + periods * BILLING_PERIOD
+
+
+@dataclass(frozen=True)
+class RenewalDecision:
+    goes: bool
+    rule: PruneRule
+    reason: str
+    need: int  # numbers the pool keeps at least
+
+
+def renewal_need(*, peak_in_use: int, min_size: int) -> int:
+    """The numbers a pool keeps at renewals: its recent peak plus the headroom, rounded up."""
+    return max(min_size, -(-peak_in_use * (100 + RENEWAL_HEADROOM_PERCENT) // 100))
+
+
+def renewal_release_decide(
+    *, number: NumberUse, now: datetime, size: int, min_size: int, peak_in_use: int
+) -> RenewalDecision:
+    """Whether `number`, about to renew, is released (the adaptive policy; `size`: rotating numbers)."""
+    need = renewal_need(peak_in_use=peak_in_use, min_size=min_size)
+    if number.is_overflow_number:
+        return RenewalDecision(False, PruneRule.OVERFLOW_NUMBER, "the pool's overflow number", need)
+    if number.pinned:
+        return RenewalDecision(False, PruneRule.PINNED, "pinned by staff", need)
+    if number.leased:
+        return RenewalDecision(False, PruneRule.LEASED, "leased to a visitor right now", need)
+    presented = number.last_presented_at
+    if presented is not None and presented >= now - RENEWAL_IDLE:
+        return RenewalDecision(False, PruneRule.PRESENTED, f"presented {_days(now - presented)} ago", need)
+    called = number.last_called_at
+    if called is not None and called >= now - RENEWAL_IDLE:
+        return RenewalDecision(False, PruneRule.CALLED, f"called {_days(now - called)} ago", need)
+    busiest = f"its busiest hour in {RENEWAL_PEAK_WINDOW.days} days held {peak_in_use} at once"
+    if size - 1 < need:
+        reason = f"the pool needs {need}: {busiest}, plus {RENEWAL_HEADROOM_PERCENT}%"
+        return RenewalDecision(False, PruneRule.MIN_SIZE, reason, need)
+    reason = f"surplus at its renewal: the pool keeps {size - 1}, {busiest}"
+    return RenewalDecision(True, PruneRule.UNUSED, reason, need)
