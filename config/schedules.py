@@ -64,6 +64,13 @@ SCHEDULES: tuple[Schedule, ...] = (
         description="Removes unused numbers on the last day of each month in each account's time zone.",
     ),
     Schedule(
+        name="Release surplus at renewals",
+        task="scaling.tasks.release_at_renewal",
+        crontab={"minute": "*/5", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
+        description="The adaptive policy: releases a number just before its monthly renewal when the pool "
+        "keeps enough without it and nobody is still using it.",
+    ),
+    Schedule(
         name="Check alerts",
         task="scaling.tasks.check_alerts",
         crontab={"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},

@@ -22,6 +22,7 @@ from scaling.alerts.mail import alert_digests_send, alert_mails_send
 from scaling.choices import OrderState
 from scaling.growth.run import ringpools_grow
 from scaling.models import CarrierOrder, JobRun
+from scaling.pruning.renewal import renewals_release
 from scaling.pruning.run import ringpools_prune
 from scaling.supply.carrier import get_carrier
 from scaling.supply.choice import SharedSearch
@@ -117,6 +118,21 @@ def prune_ringpools() -> int:
     if pools:
         log.info("prune_ringpools: decided %d pools, removed %d numbers", pools, removed)
     return removed
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def release_at_renewal() -> int:
+    """The adaptive policy: numbers about to renew that the pool no longer needs are released
+    (scaling.pruning.renewal). One run at a time; the releases go to the carrier workers."""
+    with job_session_lock(JobLock.RELEASE_AT_RENEWAL) as acquired:
+        if not acquired:
+            log.info("release_at_renewal: another run holds the lock")
+            return 0
+        verdicts = renewals_release(now=timezone.now(), release=_queue_release)
+    released = sum(1 for verdict in verdicts if verdict.order_id is not None)
+    if verdicts:
+        log.info("release_at_renewal: %d renewals decided, %d numbers released", len(verdicts), released)
+    return released
 
 
 def _queue_release(order_ids: list[int]) -> None:

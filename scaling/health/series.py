@@ -217,3 +217,48 @@ def numbers_in_use_postgresql(*, pool: RingPool, hours: list[datetime]) -> list[
         for hour, count in cursor.fetchall():
             in_use[index[hour.astimezone(UTC)]] = count
     return in_use
+
+
+# Holds reaching back further than this before a window are not looked for (a visitor's page renews
+# its lease while open: a day-long hold is a tab left open all day).
+LONGEST_HOLD = timedelta(days=1)
+
+
+def peak_holds_per_hour(*, pool: RingPool, start: datetime, end: datetime) -> list[int]:
+    """The most numbers of the pool held at once at any moment of each hour of [start, end) (whole
+    UTC hours), from its leases: a sweep over their starts and ends, ends first at equal instants
+    (a number handed over the moment it was freed is held once). The adaptive policy's renewal
+    release and the recommended size read it; the policy lab's replay measures the same."""
+    first, hours = hour_of_utc(start), list[datetime]()
+    while first + len(hours) * HOUR < end:
+        hours.append(first + len(hours) * HOUR)
+    if not hours:
+        return []
+    leases = Lease.objects.filter(
+        number__pool=pool,
+        started_at__gte=hours[0] - LONGEST_HOLD,
+        started_at__lt=hours[-1] + HOUR,
+        expires_at__gt=hours[0],
+    ).values_list("started_at", "expires_at")
+    changes = sorted(
+        [(started, 1) for started, _ in leases] + [(expires, -1) for _, expires in leases],
+        key=lambda change: (change[0], change[1]),
+    )
+    peaks = [0] * len(hours)
+    held, position = 0, 0
+    for index, hour in enumerate(hours):
+        following = hour + HOUR
+        while position < len(changes) and changes[position][0] <= hour:
+            held += changes[position][1]
+            position += 1
+        peak = held
+        while position < len(changes) and changes[position][0] < following:
+            held += changes[position][1]
+            position += 1
+            peak = max(peak, held)
+        peaks[index] = peak
+    return peaks
+
+
+def hour_of_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

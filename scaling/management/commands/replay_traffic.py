@@ -152,7 +152,9 @@ def summary(result: ReplayResult, *, start: datetime) -> str:
         f"size {result.final_size} at the end, {result.largest_size} at most",
         "Numbers added and removed per month:",
     ]
-    for month in months_between(start, start + timedelta(days=result.days)):
+    for month in sorted(
+        {*months_between(start, start + timedelta(days=result.days)), *result.added, *result.removed}
+    ):
         lines.append(f"  {month:%Y-%m}  +{result.added[month]:<6} -{result.removed[month]}")
     speed = result.days * 1440 / max(result.elapsed, 1e-9)
     lines.append(f"Replayed in {result.elapsed:.1f} s ({speed:,.0f} simulated minutes per second)")
