@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import groupby
 
 from django.db import transaction
 from django.db.models import Min, Q, QuerySet
@@ -79,25 +80,24 @@ def renewals_decide(*, now: datetime, pool: RingPool | None = None) -> Iterator[
     with the rule's decision at `now`, pool by pool; the releases it allows count against the pool's
     size as they are decided. Writes nothing."""
     pools = RingPool.objects.filter(pk=pool.pk) if pool is not None else adaptive_pools()
-    current: RingPool | None = None
-    size = peak = 0
-    for number in renewing_numbers(pools=pools, now=now):
-        if current is None or number.pool_id != current.pk:
-            current = number.pool
-            assert current is not None  # filtered by pool
-            size = current.numbers.filter(state=NumberState.ACTIVE, role=NumberRole.ROTATING).count()
-            peak = max(peak_holds_per_hour(pool=current, start=now - RENEWAL_PEAK_WINDOW, end=now), default=0)
-        decision = renewal_release_decide(
-            number=number_use(number, now=now),
-            now=now,
-            size=size,
-            min_size=current.min_size,
-            peak_in_use=peak,
+    for _, group in groupby(renewing_numbers(pools=pools, now=now), key=lambda number: number.pool_id):
+        numbers = list(group)
+        current = numbers[0].pool
+        assert current is not None  # filtered by pool
+        size = current.numbers.filter(state=NumberState.ACTIVE, role=NumberRole.ROTATING).count()
+        peak = max(peak_holds_per_hour(pool=current, start=now - RENEWAL_PEAK_WINDOW, end=now), default=0)
+        uses = sorted(
+            ((number_use(n, now=now), n) for n in numbers),
+            key=lambda pair: (pair[0].last_used_at, pair[0].id),
         )
-        if decision.goes:
-            size -= 1
-        renews_at = next_renewal(acquired_at=number.acquired_at, now=now)
-        yield RenewalVerdict(current, number, renews_at, decision, peak)
+        for use, number in uses:  # the longest unused first, as the month-end prune
+            decision = renewal_release_decide(
+                number=use, now=now, size=size, min_size=current.min_size, peak_in_use=peak
+            )
+            if decision.goes:
+                size -= 1
+            renews_at = next_renewal(acquired_at=number.acquired_at, now=now)
+            yield RenewalVerdict(current, number, renews_at, decision, peak)
 
 
 def number_use(number: PromoNumber, *, now: datetime) -> NumberUse:
