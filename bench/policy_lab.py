@@ -1,0 +1,94 @@
+"""The policy lab's table: the seed's rule, three faster paces and the adaptive policy, replayed over
+the NASA-HTTP 1995 trace played three times (176 days, one visitor per 10 requests) through the
+product's own rules (scaling.lab), for three seeds; and the replay's speed.
+
+    python bench/policy_lab.py [--trace bench/traces/nasa-http-1995-per-second.tbz2] [--repeat 3]
+                               [--seeds 1,2,3] [--json]
+
+No database: the replay keeps one pool in memory. Prints per seed the overflow %, number-months
+billed, and both as ratios to the seed's rule of the same seed (the same visitors); then the replay's
+speed (simulated minutes per second) per policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DEBUG", "1")
+
+import django  # noqa: E402
+
+django.setup()
+
+from scaling.choices import GrowthMode  # noqa: E402
+from scaling.growth.rule import GrowthPace  # noqa: E402
+from scaling.lab.replay import LabPolicy, replay  # noqa: E402
+from scaling.lab.traffic import TrafficModel, trace_read, visitors_draw  # noqa: E402
+
+POLICIES = (
+    LabPolicy("the seed's rule: 1 per 5 min on overflow, month-end prune"),
+    LabPolicy(
+        "percentage pace, 2 % per 5 min, cap 5",
+        pace=GrowthPace(mode=GrowthMode.PERCENTAGE, percent=2, cap_per_interval=5),
+    ),
+    LabPolicy(
+        "percentage pace, 5 % per 5 min, cap 50",
+        pace=GrowthPace(mode=GrowthMode.PERCENTAGE, percent=5, cap_per_interval=50),
+    ),
+    LabPolicy("1 per minute", pace=GrowthPace(interval=timedelta(minutes=1))),
+    LabPolicy("adaptive: sized to visitors turned away, release at renewal", adaptive=True),
+)
+START = datetime(1995, 7, 1, tzinfo=UTC)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--trace", default=str(ROOT / "bench" / "traces" / "nasa-http-1995-per-second.tbz2"))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--json", action="store_true", help="end with one line of JSON")
+    args = parser.parse_args()
+    began = time.perf_counter()
+    requests = trace_read(Path(args.trace))
+    read = time.perf_counter() - began
+    name, total = Path(args.trace).name, int(requests.sum())
+    print(f"{name}: {requests.size:,} seconds, {total:,} requests, read in {read:.1f} s")
+    rows, speeds = [], {policy.name: [] for policy in POLICIES}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        drawn = visitors_draw(requests, TrafficModel(seed=seed), repeat=args.repeat)
+        results = [replay(drawn, policy=policy, start=START, tz=UTC) for policy in POLICIES]
+        base = results[0]
+        print(f"\nseed {seed}: {len(drawn):,} visitors over {base.days:.0f} days")
+        print(f"  {'policy':<62} {'overflow':>9} {'number-months':>14} {'x overflow':>11} {'x months':>9}")
+        for result in results:
+            ratio_overflow = result.overflow_pct / base.overflow_pct if base.overflow_pct else 0.0
+            ratio_months = result.number_months / base.number_months
+            print(
+                f"  {result.policy:<62} {result.overflow_pct:>8.2f}% {result.number_months:>14,} "
+                f"{ratio_overflow:>10.2f}x {ratio_months:>8.3f}x"
+            )
+            speeds[result.policy].append(result.days * 1440 / result.elapsed)
+            rows.append(
+                {"seed": seed, **result.as_json(), "x_overflow": ratio_overflow, "x_months": ratio_months}
+            )
+    print("\nreplay speed (simulated minutes per second, per seed):")
+    for name, values in speeds.items():
+        print(f"  {name:<62} " + "  ".join(f"{v:,.0f}" for v in values))
+    print(f"\ntotal {time.perf_counter() - began:.1f} s")
+    if args.json:
+        print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
