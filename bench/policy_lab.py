@@ -64,7 +64,8 @@ def main() -> None:
     read = time.perf_counter() - began
     name, total = Path(args.trace).name, int(requests.sum())
     print(f"{name}: {requests.size:,} seconds, {total:,} requests, read in {read:.1f} s")
-    rows, speeds = [], {policy.name: [] for policy in POLICIES}
+    rows: list[dict[str, object]] = []
+    speeds: dict[str, list[float]] = {policy.name: [] for policy in POLICIES}
     for seed in (int(s) for s in args.seeds.split(",")):
         drawn = visitors_draw(requests, TrafficModel(seed=seed), repeat=args.repeat)
         results = [replay(drawn, policy=policy, start=START, tz=UTC) for policy in POLICIES]
