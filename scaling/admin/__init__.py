@@ -33,10 +33,11 @@ from ringpools.models import RingPool
 from scaling.admin.dashboard import pool_dashboard
 from scaling.admin.prune import PrunePreviewAdminMixin
 from scaling.applicability import pool_applicability, pools_with_applicability
-from scaling.choices import EventKind, Scope, Trigger
+from scaling.choices import EventKind, ScalingPolicy, Scope, Trigger
 from scaling.growth.outlook import growth_outlook
 from scaling.growth.run import pace_of
 from scaling.health.charts import pool_health_charts
+from scaling.lab.whatif import pool_recommendation
 from scaling.models import AutoScalingSettings, CarrierOrder, InventoryNumber, MonthlyPrune, ScalingEvent
 from scaling.services import POOL_SETTINGS, ringpool_create, ringpool_update
 from scaling.templatetags.words import FIGURE_WORDS
@@ -88,6 +89,7 @@ class ScalingRingPoolAdmin(PrunePreviewAdminMixin, RingPoolAdmin):
                 context["growth"] = growth_outlook(pool=obj, now=now, events=0)
             context["prune_panel"] = self.prune_panel(obj)
             context["health_charts"] = pool_health_charts(pool=obj, now=now, days=7)
+            context["recommendation"] = pool_recommendation(pool=obj, now=now)
             context["currency"] = COST_CURRENCY
             context["numbers_list_url"] = (
                 reverse("admin:ringpools_promonumber_changelist") + f"?pool__id__exact={obj.pk}"
@@ -150,8 +152,16 @@ def _pool_fields() -> set[str]:
 @admin.register(AutoScalingSettings)
 class AutoScalingSettingsAdmin(AccountTimesMixin, SimpleHistoryAdmin):
     # Short columns: the fields' own labels are sentences, and seven of them overflowed 1,366 px.
-    list_display = ("account", "new_pools", "overflow_number", "scope_short", "pace", "updated")
-    list_filter = ("scope", "enable_for_new_pools", "include_overflow_number")
+    list_display = (
+        "account",
+        "new_pools",
+        "overflow_number",
+        "scope_short",
+        "pace",
+        "policy_short",
+        "updated",
+    )
+    list_filter = ("scope", "enable_for_new_pools", "include_overflow_number", "policy")
     list_select_related = ("account",)
     raw_id_fields = ("account",)
     filter_horizontal = ("campaigns", "destination_numbers")
@@ -177,6 +187,10 @@ class AutoScalingSettingsAdmin(AccountTimesMixin, SimpleHistoryAdmin):
     @admin.display(description="growth pace")
     def pace(self, settings: AutoScalingSettings) -> str:
         return pace_of(settings).describe()
+
+    @admin.display(ordering="policy", description="policy")
+    def policy_short(self, settings: AutoScalingSettings) -> str:
+        return short_label(ScalingPolicy, settings.policy)
 
 
 @admin.register(ScalingEvent)

@@ -61,6 +61,7 @@ class ReplayResult:
     start_size: int = 0
     final_size: int = 0
     largest_size: int = 0
+    busiest_hour: int = 0  # the most numbers held at once
     days: float = 0.0
     elapsed: float = 0.0
 
@@ -84,6 +85,7 @@ class ReplayResult:
             "start_size": self.start_size,
             "final_size": self.final_size,
             "largest_size": self.largest_size,
+            "busiest_hour": self.busiest_hour,
             "days": round(self.days, 2),
             "added_per_month": {f"{m:%Y-%m}": n for m, n in sorted(self.added.items())},
             "removed_per_month": {f"{m:%Y-%m}": n for m, n in sorted(self.removed.items())},
@@ -241,6 +243,7 @@ def replay(
         calls_made(now)
         if now >= next_hour:
             peaks.append(hour_peak)
+            result.busiest_hour = max(result.busiest_hour, hour_peak)
             hour_peak = pool.in_use(now)
             next_hour += HOUR
         if last_overflow is not None and (last_grown is None or last_overflow > last_grown):
@@ -312,6 +315,7 @@ def replay(
         tick(next_minute)
         next_minute += MINUTE
     result.visitors = len(arrives)
+    result.busiest_hour = max(result.busiest_hour, hour_peak)
     end = float(visitors.seconds)
     for number, acquired in enumerate(pool.acquired):
         held_until = pool.released[number] if pool.released[number] is not None else end

@@ -110,3 +110,17 @@ def visitors_draw(requests: NDArray[np.int64], model: TrafficModel, *, repeat: i
     calls = rng.random(arrives.size) < model.call_share
     calls_at = np.where(calls, arrives + rng.random(arrives.size) * (holds_until - arrives), np.nan)
     return Visitors(arrives, leaves, holds_until, calls_at, seconds=int(played.size))
+
+
+def visitors_from_hours(counts: list[int], model: TrafficModel) -> Visitors:
+    """Visitors from a pool's recorded hours (visitors per hour, oldest first): each hour's visitors
+    at uniform moments of it, holding and calling as in `visitors_draw`."""
+    rng = np.random.default_rng(model.seed)
+    per_hour = np.array(counts, dtype=np.int64)
+    hour_of = np.repeat(np.arange(per_hour.size, dtype=np.float64), per_hour)
+    arrives = np.sort(hour_of * 3600 + rng.uniform(0, 3600, hour_of.size))
+    leaves = arrives + rng.exponential(model.visit_minutes * SECONDS_PER_MINUTE, arrives.size)
+    holds_until = leaves + model.lease_minutes * SECONDS_PER_MINUTE
+    calls = rng.random(arrives.size) < model.call_share
+    calls_at = np.where(calls, arrives + rng.random(arrives.size) * (holds_until - arrives), np.nan)
+    return Visitors(arrives, leaves, holds_until, calls_at, seconds=int(per_hour.size * 3600))

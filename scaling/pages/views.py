@@ -14,11 +14,13 @@ from django.utils import timezone
 
 from accounts.access import AccountAccess, AccountRequest, account_view
 from accounts.models import User
+from ringpools.admin_tools import COST_CURRENCY
 from ringpools.choices import NumberRole, NumberState
 from ringpools.models import RingPool
 from scaling.alerts.pages import account_open_alerts
 from scaling.applicability import pool_applicability, pools_with_applicability
 from scaling.health.charts import pool_health_charts
+from scaling.lab.whatif import pool_recommendation
 from scaling.models import Alert
 from scaling.pages.forms import AutoScalingSettingsForm
 from scaling.pages.history import LABELS, describe_value, settings_history
@@ -172,6 +174,8 @@ def pool_health(request: AccountRequest, pool_id: int) -> HttpResponse:
             "days": days,
             "day_choices": HEALTH_DAYS,
             "charts": pool_health_charts(pool=pool, now=timezone.now(), days=days),
+            "recommendation": pool_recommendation(pool=pool, now=timezone.now()),
+            "currency": COST_CURRENCY,
         },
     )
 

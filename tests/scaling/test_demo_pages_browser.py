@@ -18,6 +18,7 @@ from ringpools.choices import NumberRole, NumberState
 from ringpools.figures import figures_window
 from ringpools.models import Call, PoolHourlyFigures, RingPool
 from scaling.choices import EventKind, Trigger
+from scaling.lab.whatif import pool_recommendation
 from scaling.models import ScalingEvent
 from scaling.pages.views import HEALTH_DAYS
 from tests.demo import seed_demo
@@ -116,6 +117,24 @@ def test_the_demo_month_reads_the_same_on_every_page(month_demo, browser: Browse
             shot(alice, f"health-{pool.key}-{days}-days")
     assert seen_growth and seen_prune, "the month shows growth and a month-end prune"
 
+    # The recommended size and its what-ifs, from the pool's own 30 days, on the customer's page ...
+    pool = RingPool.objects.get(key="rp_demo_local")
+    advice = pool_recommendation(pool=pool, now=timezone.now())
+    alice.goto(f"{month_demo.url}/pools/{pool.pk}/health/?days=30")
+    panel = alice.locator("#recommended-size")
+    expect(panel.get_by_role("heading")).to_have_text(f"Recommended size: {advice.recommended} numbers")
+    expect(panel.locator(".recommendation-reason")).to_have_text(advice.reason)
+    assert "numbers at once" in advice.reason and "% headroom" in advice.reason
+    rows = panel.locator("#what-if tbody tr")
+    assert rows.count() == len(advice.what_ifs) >= 3
+    expect(rows.filter(has_text="(today)")).to_contain_text(
+        f"{pool.numbers.filter(state='active', role='rotating').count()} numbers"
+    )
+    expect(rows.last).to_contain_text("policy, from")
+    panel.scroll_into_view_if_needed()
+    fits(alice)
+    shot(alice, "recommended-size-rp_demo_local")
+
     # The back office's glance counts the same windows as the customer's page.
     staff = signed_in(browser, month_demo, "staff")
     pool = RingPool.objects.get(key="rp_demo_local")
@@ -128,6 +147,11 @@ def test_the_demo_month_reads_the_same_on_every_page(month_demo, browser: Browse
         calls = f"{records['calls']} call" + ("" if records["calls"] == 1 else "s")
         assert calls in glance, glance
         assert f"{records['overflows']} overflow" in glance, glance
+    # ... and the same on the back office's pool page.
+    admin_panel = staff.locator("#recommended-size")
+    expect(admin_panel.get_by_role("heading")).to_have_text(f"Recommended size: {advice.recommended} numbers")
+    expect(admin_panel.locator(".recommendation-reason")).to_have_text(advice.reason)
+    assert admin_panel.locator("#what-if tbody tr").count() == len(advice.what_ifs)
     fits(staff)
     staff.screenshot(path=str(shots / "admin-pool-rp_demo_local.png"), full_page=True)
     tollfree = RingPool.objects.get(key="rp_demo_tollfree")
