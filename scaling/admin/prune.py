@@ -22,9 +22,11 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import Account
 from ringpools.models import PromoNumber, RingPool
-from scaling.models import MonthlyPrune
+from scaling.choices import ScalingPolicy
+from scaling.models import AutoScalingSettings, MonthlyPrune
 from scaling.pruning.bill import account_bill
 from scaling.pruning.plans import PoolPrunePlan, account_prune_preview, pool_prune_preview
+from scaling.pruning.renewal import RENEWAL_NOTICE, RenewalVerdict, renewal_preview
 from scaling.pruning.rule import PRUNE_SHARE_PERCENT
 from scaling.services import promo_number_pin, promo_number_unpin
 
@@ -73,7 +75,8 @@ class PrunePreviewAdminMixin:
         plan = pool_prune_preview(pool=pool, now=now)
         bill = account_bill(account=pool.account, now=now)
         title = f"Prune preview: {pool.name}"
-        return self._render(request, title, pool.account, [plan], bill, now)
+        renewals = renewal_preview(pool=pool, now=now)
+        return self._render(request, title, pool.account, [plan], bill, now, renewals=renewals)
 
     def account_prune_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
         account = get_object_or_404(Account, pk=account_id)
@@ -121,8 +124,13 @@ class PrunePreviewAdminMixin:
         plans: list[PoolPrunePlan],
         bill: Any,
         now: Any,
+        renewals: list[RenewalVerdict] | None = None,
     ) -> TemplateResponse:
+        settings = AutoScalingSettings.objects.filter(account=account).first()
         context = {
+            "renewals": renewals,
+            "adaptive": settings is not None and settings.policy == ScalingPolicy.ADAPTIVE,
+            "renewal_notice": RENEWAL_NOTICE,
             **self.admin_site.each_context(request),
             "title": title,
             "account": account,

@@ -75,29 +75,42 @@ def renewing_numbers(
     return numbers.filter(spans).select_related("pool__account").order_by("pool_id", "acquired_at", "id")
 
 
-def renewals_decide(*, now: datetime, pool: RingPool | None = None) -> Iterator[RenewalVerdict]:
-    """Each renewing number of the adaptive pools (or of `pool`, whatever its policy: the preview)
-    with the rule's decision at `now`, pool by pool; the releases it allows count against the pool's
-    size as they are decided. Writes nothing."""
-    pools = RingPool.objects.filter(pk=pool.pk) if pool is not None else adaptive_pools()
-    for _, group in groupby(renewing_numbers(pools=pools, now=now), key=lambda number: number.pool_id):
+def renewals_decide(*, now: datetime) -> Iterator[RenewalVerdict]:
+    """Each number of the adaptive pools renewing within RENEWAL_NOTICE, with the rule's decision at
+    `now`, pool by pool. Writes nothing."""
+    for _, group in groupby(renewing_numbers(pools=adaptive_pools(), now=now), key=lambda n: n.pool_id):
         numbers = list(group)
-        current = numbers[0].pool
-        assert current is not None  # filtered by pool
-        size = current.numbers.filter(state=NumberState.ACTIVE, role=NumberRole.ROTATING).count()
-        peak = max(peak_holds_per_hour(pool=current, start=now - RENEWAL_PEAK_WINDOW, end=now), default=0)
-        uses = sorted(
-            ((number_use(n, now=now), n) for n in numbers),
-            key=lambda pair: (pair[0].last_used_at, pair[0].id),
+        assert numbers[0].pool is not None  # filtered by pool
+        yield from _decide(numbers[0].pool, numbers, now=now)
+
+
+def renewal_preview(*, pool: RingPool, now: datetime) -> list[RenewalVerdict]:
+    """Every active rotating number of the pool, soonest renewal first, with what the rule would
+    decide if it renewed now (for people: the prune preview), whatever the account's policy."""
+    numbers = list(
+        pool.numbers.filter(state=NumberState.ACTIVE, role=NumberRole.ROTATING).select_related("pool")
+    )
+    verdicts = list(_decide(pool, numbers, now=now))
+    return sorted(verdicts, key=lambda verdict: (verdict.renews_at, verdict.number.pk))
+
+
+def _decide(pool: RingPool, numbers: list[PromoNumber], *, now: datetime) -> Iterator[RenewalVerdict]:
+    """The rule for each of `numbers` (of `pool`), the longest unused first, as the month-end prune;
+    the releases it allows count against the pool's size as they are decided."""
+    size = pool.numbers.filter(state=NumberState.ACTIVE, role=NumberRole.ROTATING).count()
+    peak = max(peak_holds_per_hour(pool=pool, start=now - RENEWAL_PEAK_WINDOW, end=now), default=0)
+    uses = sorted(
+        ((number_use(n, now=now), n) for n in numbers), key=lambda pair: (pair[0].last_used_at, pair[0].id)
+    )
+    for use, number in uses:
+        decision = renewal_release_decide(
+            number=use, now=now, size=size, min_size=pool.min_size, peak_in_use=peak
         )
-        for use, number in uses:  # the longest unused first, as the month-end prune
-            decision = renewal_release_decide(
-                number=use, now=now, size=size, min_size=current.min_size, peak_in_use=peak
-            )
-            if decision.goes:
-                size -= 1
-            renews_at = next_renewal(acquired_at=number.acquired_at, now=now)
-            yield RenewalVerdict(current, number, renews_at, decision, peak)
+        if decision.goes:
+            size -= 1
+        yield RenewalVerdict(
+            pool, number, next_renewal(acquired_at=number.acquired_at, now=now), decision, peak
+        )
 
 
 def number_use(number: PromoNumber, *, now: datetime) -> NumberUse:

@@ -161,3 +161,19 @@ def test_the_preview_tells_the_time_in_the_accounts_zone(client, staff, pool):
     with time_machine.travel(datetime(2026, 12, 1, 5, 30, tzinfo=UTC), tick=False):
         html = client.get(reverse("admin:ringpools_ringpool_prune", args=[pool.pk])).content.decode()
     assert "Monday 30 November 2026, 21:30 in America/Los_Angeles" in html
+
+
+@time_machine.travel(LAST_DAY, tick=False)
+def test_the_preview_shows_each_numbers_renewal_and_what_the_adaptive_policy_would_do(client, staff, pool):
+    url = reverse("admin:ringpools_ringpool_prune", args=[pool.pk])
+    page = client.get(url).content.decode()
+    assert "At each number's renewal (adaptive policy)" in page
+    assert "This account runs the seed's rule" in page
+    # Bought 90 days ago: each renews at 120 days; the four idle ones would go (the busiest hour held
+    # none of them), the six presented yesterday stay.
+    renews = (LAST_DAY - timedelta(days=90) + timedelta(days=120)).astimezone(pool.account.timezone)
+    assert page.count(f"{renews:%Y-%m-%d %H:%M}") == 10
+    assert page.count('class="renewal-goes"') == 4 and page.count('class="renewal-stays"') == 6
+    assert page.count("Presented 1.0 days ago") == 6  # exactly a day ago is within the day: stays
+    factories.AutoScalingSettingsFactory(account=pool.account, policy="adaptive")
+    assert "This account runs the adaptive policy" in client.get(url).content.decode()

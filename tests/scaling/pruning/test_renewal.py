@@ -12,7 +12,7 @@ from ringpools.choices import NumberState
 from scaling.choices import EventKind, ScalingPolicy, Trigger
 from scaling.health.series import peak_holds_per_hour
 from scaling.models import ScalingEvent
-from scaling.pruning.renewal import renewals_decide, renewals_release
+from scaling.pruning.renewal import renewal_preview, renewals_release
 from scaling.pruning.rule import BILLING_PERIOD
 from scaling.supply.inventory import InventoryCarrier
 from scaling.supply.outbox import carrier_orders_of, carrier_orders_run
@@ -80,7 +80,7 @@ def test_the_seeds_rule_releases_nothing_at_renewals():
     assert release() == []
     assert pool.numbers.filter(state=NumberState.ACTIVE).count() == 6
     # The preview of that pool still says what the adaptive policy would do.
-    assert len([v for v in renewals_decide(now=NOW, pool=pool) if v.decision.goes]) == 5  # need: min size 1
+    assert len([v for v in renewal_preview(pool=pool, now=NOW) if v.decision.goes]) == 5  # need: min size 1
 
 
 def test_the_busiest_hour_counts_numbers_held_at_the_same_moment():
