@@ -58,7 +58,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--json", action="store_true", help="end with one line of JSON")
+    parser.add_argument(
+        "--robustness",
+        action="store_true",
+        help="instead: the seed's rule and the adaptive policy on the trace cut, scaled and shifted",
+    )
     args = parser.parse_args()
+    if args.robustness:
+        robustness(Path(args.trace))
+        return
     began = time.perf_counter()
     requests = trace_read(Path(args.trace))
     read = time.perf_counter() - began
@@ -89,6 +97,35 @@ def main() -> None:
     print(f"\ntotal {time.perf_counter() - began:.1f} s")
     if args.json:
         print(json.dumps(rows))
+
+
+def robustness(trace: Path) -> None:
+    """The adaptive policy on traffic it was not tuned on (docs/policy-lab.md)."""
+    import numpy as np
+
+    requests = trace_read(trace)
+    half = requests.size // 2
+    cases = [(f"NASA x3, seed {seed}", requests, 3, 10.0, seed) for seed in (1, 2, 3)] + [
+        ("first half (29 days) x6", requests[:half], 6, 10.0, 1),
+        ("second half x6", requests[half:], 6, 10.0, 1),
+        ("NASA x3, twice the visitors (5 hits per visit)", requests, 3, 5.0, 1),
+        ("NASA x3, half the visitors (20)", requests, 3, 20.0, 1),
+        ("NASA x3, a tenth (100)", requests, 3, 100.0, 1),
+        ("NASA x3, shifted 12 hours", np.roll(requests, 12 * 3600), 3, 10.0, 1),
+        ("NASA x3, shifted 3.5 days", np.roll(requests, int(3.5 * 86400)), 3, 10.0, 1),
+        ("NASA once, 58 days", requests, 1, 10.0, 1),
+    ]
+    seed_rule, adaptive = POLICIES[0], POLICIES[-1]
+    heading = f"{'traffic':<48} {'seed: overflow, months':>24} {'adaptive: overflow, months':>28}"
+    print(f"{heading} {'x overflow':>11} {'x months':>9}")
+    for name, trace_requests, repeat, hits, seed in cases:
+        drawn = visitors_draw(trace_requests, TrafficModel(seed=seed, hits_per_visit=hits), repeat=repeat)
+        a = replay(drawn, policy=seed_rule, start=START, tz=UTC)
+        b = replay(drawn, policy=adaptive, start=START, tz=UTC)
+        seed_figures = f"{a.overflow_pct:>13.3f}%, {a.number_months:>7,}"
+        adaptive_figures = f"{b.overflow_pct:>17.3f}%, {b.number_months:>7,}"
+        ratios = f"{b.overflow_pct / a.overflow_pct:>10.2f}x {b.number_months / a.number_months:>8.3f}x"
+        print(f"{name:<48} {seed_figures} {adaptive_figures} {ratios}")
 
 
 if __name__ == "__main__":
