@@ -13,7 +13,7 @@ from typing import Any
 
 from accounts.display import person_name
 from accounts.models import Account, User
-from scaling.choices import Scope
+from scaling.choices import ScalingPolicy, Scope
 from scaling.models import AutoScalingSettings
 
 _History = AutoScalingSettings.history.model
@@ -23,6 +23,7 @@ LABELS = {
     "scope": "Scope",
     "campaigns": "Selected campaigns",
     "destination_numbers": "Selected destination numbers",
+    "policy": "Scaling policy (set by RingPool staff)",
 }
 
 
@@ -85,6 +86,7 @@ def _snapshot(record: Any, selections: dict[tuple[str, int], list[str]]) -> dict
         "scope": record.scope,
         "campaigns": sorted(selections[("campaigns", record.history_id)]),
         "destination_numbers": sorted(selections[("destination_numbers", record.history_id)]),
+        "policy": record.policy,
     }
 
 
@@ -94,6 +96,8 @@ def describe_value(name: str, value: Any) -> str:
         return "on" if value else "off"
     if name == "scope":
         return Scope(value).label if value in Scope.values else str(value)
+    if name == "policy":
+        return str(ScalingPolicy(value).label).split(" (")[0] if value in ScalingPolicy.values else str(value)
     if isinstance(value, list):
         return ", ".join(value) if value else "none"
     return str(value)

@@ -10,8 +10,9 @@ from django.urls import reverse
 
 from accounts.access import SESSION_KEY
 from accounts.choices import Role
+from config.history import history_by
 from ringpools.choices import OverflowMode
-from scaling.choices import Scope
+from scaling.choices import ScalingPolicy, Scope
 from scaling.models import AutoScalingSettings
 from scaling.services import auto_scaling_settings_for, ringpool_create
 from tests import factories
@@ -402,3 +403,15 @@ def test_the_page_takes_as_many_queries_for_many_campaigns_and_changes_as_for_fe
         )
         alice.post(PAGE, form_data(alice, include_overflow_number=None if n % 2 == 0 else "on"))
     assert queries() == few
+
+
+def test_the_customer_sees_when_staff_switched_the_scaling_policy(acme):
+    settings = AutoScalingSettings.objects.get(account=acme)
+    history_by(settings, factories.StaffFactory(first_name="Sam"))
+    settings.policy = ScalingPolicy.ADAPTIVE
+    settings.save()
+    alice = signed_in(person(acme, Role.SUPER_USER, "alice"))
+    newest = alice.get(PAGE).context["history"][0]
+    assert [(c.label, c.before, c.after) for c in newest.changes] == [
+        ("Scaling policy (set by RingPool staff)", "The seed's rule", "Adaptive")
+    ]
