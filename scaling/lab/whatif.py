@@ -16,8 +16,9 @@ Cached per pool for the hour: the figures change by the hour.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.core.cache import cache
 from django.db.models import Sum
@@ -93,10 +94,11 @@ def _recommend(*, pool: RingPool, now: datetime) -> Recommendation:
     model = TrafficModel(lease_minutes=pool.lease_seconds / 60, seed=pool.pk)
     visitors = visitors_from_hours(counts, model)
     held = max(peak_holds_per_hour(pool=pool, start=start, end=end), default=0)
+    zone = ZoneInfo(str(pool.account.timezone))  # its month ends
 
     def fixed(at: int) -> ReplayResult:
         policy = LabPolicy(f"{at} numbers", min_size=at, max_size=at)
-        return replay(visitors, policy=policy, start=start, tz=UTC, start_size=max(at, 1))
+        return replay(visitors, policy=policy, start=start, tz=zone, start_size=max(at, 1))
 
     if turned_away:
         # Room for everyone: no more can be held at once than arrived in three hours running.
@@ -130,7 +132,7 @@ def _recommend(*, pool: RingPool, now: datetime) -> Recommendation:
         min_size=pool.min_size,
         max_size=pool.max_size,
     )
-    result = replay(visitors, policy=policy, start=start, tz=UTC, start_size=max(size, 1))
+    result = replay(visitors, policy=policy, start=start, tz=zone, start_size=max(size, 1))
     what_ifs.append(_what_if(f"{policy.name} policy, from {size} numbers", result, cost_each))
     return Recommendation(size, recommended, busiest, turned_away, len(visitors), reason, tuple(what_ifs))
 
