@@ -105,11 +105,7 @@ def visitors_draw(requests: NDArray[np.int64], model: TrafficModel, *, repeat: i
     visitors = rng.binomial(per_minute, 1.0 / model.hits_per_visit)
     minute_of = np.repeat(np.arange(minutes, dtype=np.float64), visitors)
     arrives = np.sort(minute_of * SECONDS_PER_MINUTE + rng.uniform(0, SECONDS_PER_MINUTE, minute_of.size))
-    leaves = arrives + rng.exponential(model.visit_minutes * SECONDS_PER_MINUTE, arrives.size)
-    holds_until = leaves + model.lease_minutes * SECONDS_PER_MINUTE
-    calls = rng.random(arrives.size) < model.call_share
-    calls_at = np.where(calls, arrives + rng.random(arrives.size) * (holds_until - arrives), np.nan)
-    return Visitors(arrives, leaves, holds_until, calls_at, seconds=int(played.size))
+    return _visits(arrives, model, rng, seconds=int(played.size))
 
 
 def visitors_from_hours(counts: list[int], model: TrafficModel) -> Visitors:
@@ -119,8 +115,15 @@ def visitors_from_hours(counts: list[int], model: TrafficModel) -> Visitors:
     per_hour = np.array(counts, dtype=np.int64)
     hour_of = np.repeat(np.arange(per_hour.size, dtype=np.float64), per_hour)
     arrives = np.sort(hour_of * 3600 + rng.uniform(0, 3600, hour_of.size))
+    return _visits(arrives, model, rng, seconds=int(per_hour.size * 3600))
+
+
+def _visits(
+    arrives: NDArray[np.float64], model: TrafficModel, rng: np.random.Generator, *, seconds: int
+) -> Visitors:
+    """The visits of visitors arriving at `arrives`: each visit's length, its hold, and its call."""
     leaves = arrives + rng.exponential(model.visit_minutes * SECONDS_PER_MINUTE, arrives.size)
     holds_until = leaves + model.lease_minutes * SECONDS_PER_MINUTE
     calls = rng.random(arrives.size) < model.call_share
     calls_at = np.where(calls, arrives + rng.random(arrives.size) * (holds_until - arrives), np.nan)
-    return Visitors(arrives, leaves, holds_until, calls_at, seconds=int(per_hour.size * 3600))
+    return Visitors(arrives, leaves, holds_until, calls_at, seconds=seconds)
