@@ -11,13 +11,22 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Model
 
 
-def history_by(instance: Model, actor: AbstractBaseUser | None, *, at: datetime | None = None) -> None:
-    """The next save of `instance` records `actor` as who made the change, and `at` (default: the
-    moment of the save) as when: a service told the moment it acts at dates its history entry too."""
+def history_by(instance: Model, actor: AbstractBaseUser | None) -> None:
+    """The next save of `instance` records `actor` as who made the change."""
     setattr(instance, "_history_user", actor)  # noqa: B010  simple-history's documented attribute
-    if at is not None:
-        setattr(instance, "_history_date", at)  # noqa: B010  simple-history's documented attribute
-    elif hasattr(instance, "_history_date"):
+
+
+@contextmanager
+def history_dated(instance: Model, at: datetime | None) -> Iterator[None]:
+    """Saves of `instance` inside the block date their history entry `at` (None: the moment of the
+    save): a service told the moment it acts at dates its history too. Later saves are not."""
+    if at is None:
+        yield
+        return
+    setattr(instance, "_history_date", at)  # noqa: B010  simple-history's documented attribute
+    try:
+        yield
+    finally:
         delattr(instance, "_history_date")
 
 

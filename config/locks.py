@@ -16,7 +16,6 @@ class JobLock(IntEnum):
     PURGE_LEASES = 7_004
     CARRIER_NUMBERS_RECONCILE = 7_005
     CHECK_ALERTS = 7_006
-    RELEASE_AT_RENEWAL = 7_007
     # The carrier's concurrency slots: (7_100, 0 … RINGPOOL_CARRIER_CONCURRENCY - 1).
     CARRIER_SLOTS = 7_100
 

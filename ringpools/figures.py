@@ -32,12 +32,13 @@ _POOLS = RingPool._meta.db_table
 _NUMBERS = PromoNumber._meta.db_table
 
 UPSERT_SQL = f"""
-INSERT INTO {_TABLE} (pool_id, hour, shard, presentations, overflows, calls)
-VALUES (%s, %s, %s, %s, %s, %s)
+INSERT INTO {_TABLE} (pool_id, hour, shard, presentations, overflows, calls, turned_away)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (pool_id, hour, shard) DO UPDATE SET
     presentations = {_TABLE}.presentations + excluded.presentations,
     overflows = {_TABLE}.overflows + excluded.overflows,
-    calls = {_TABLE}.calls + excluded.calls
+    calls = {_TABLE}.calls + excluded.calls,
+    turned_away = {_TABLE}.turned_away + excluded.turned_away
 """
 # Moves a timestamp forward only: two processes flushing out of order never move it back.
 _LAST_OVERFLOW_SQL = f"""
@@ -76,19 +77,23 @@ def figures_add(
     pool_id: int, moment: datetime, *, presentations: int = 0, overflows: int = 0, calls: int = 0
 ) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(UPSERT_SQL, [pool_id, *figures_key(moment), presentations, overflows, calls])
+        cursor.execute(UPSERT_SQL, [pool_id, *figures_key(moment), presentations, overflows, calls, 0])
 
 
 @dataclass
 class _Pending:
-    counts: dict[tuple[int, datetime], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    # (pool, hour) -> [presentations, overflows, visitors turned away (an overflow not on a keep-alive)]
+    counts: dict[tuple[int, datetime], list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0, 0])
+    )
     last_overflow: dict[int, datetime] = field(default_factory=dict)
     last_presented: dict[int, datetime] = field(default_factory=dict)
 
     def merge(self, other: _Pending) -> None:
-        for key, (presented, overflowed) in other.counts.items():
+        for key, (presented, overflowed, turned_away) in other.counts.items():
             self.counts[key][0] += presented
             self.counts[key][1] += overflowed
+            self.counts[key][2] += turned_away
         for mine, theirs in (
             (self.last_overflow, other.last_overflow),
             (self.last_presented, other.last_presented),
@@ -124,11 +129,16 @@ class HandoutFigures:
             presented[number_id] = max(moment, presented.get(number_id, moment))
         self._written_soon()
 
-    def overflowed(self, pool_id: int, moment: datetime, *, overflow_number_id: int | None) -> None:
+    def overflowed(
+        self, pool_id: int, moment: datetime, *, overflow_number_id: int | None, turned_away: bool = True
+    ) -> None:
+        """An overflow shown; `turned_away` unless it was a keep-alive of a visitor already waiting."""
         with self._lock:
             pending = self._pending
-            pending.counts[(pool_id, hour_of(moment))][0] += 1
-            pending.counts[(pool_id, hour_of(moment))][1] += 1
+            counts = pending.counts[(pool_id, hour_of(moment))]
+            counts[0] += 1
+            counts[1] += 1
+            counts[2] += turned_away
             pending.last_overflow[pool_id] = max(moment, pending.last_overflow.get(pool_id, moment))
             if overflow_number_id is not None:
                 pending.last_presented[overflow_number_id] = max(
@@ -213,8 +223,8 @@ def _write(pending: _Pending) -> None:
             else set()
         )
         rows: list[list[Any]] = [
-            [pool_id, *figures_key(hour), presented, overflowed, 0]
-            for (pool_id, hour), (presented, overflowed) in sorted(pending.counts.items())
+            [pool_id, *figures_key(hour), presented, overflowed, 0, turned_away]
+            for (pool_id, hour), (presented, overflowed, turned_away) in sorted(pending.counts.items())
             if pool_id in existing
         ]
         if rows:
@@ -248,7 +258,7 @@ def figures_compact(*, before: datetime) -> int:
     spread = (
         PoolHourlyFigures.objects.filter(hour__lt=hour, shard__gt=0)
         .values("pool_id", "hour")
-        .annotate(p=Sum("presentations"), o=Sum("overflows"), c=Sum("calls"))
+        .annotate(p=Sum("presentations"), o=Sum("overflows"), c=Sum("calls"), t=Sum("turned_away"))
         .order_by()
     )
     removed = 0
@@ -264,6 +274,7 @@ def figures_compact(*, before: datetime) -> int:
                         group["p"],
                         group["o"],
                         group["c"],
+                        group["t"],
                     ],
                 )
             removed += PoolHourlyFigures.objects.filter(

@@ -154,7 +154,7 @@ def present_number(
     overflow_number_id = pool.overflow_number_id if pool.shows_overflow_number else None
     # Every overflow shown is an overflow presentation (SPEC §3.5), a keep-alive's too: the visitor
     # still waits for a number. It counts as a presentation as well, so overflows never exceed them.
-    handout_figures.overflowed(pool.id, now, overflow_number_id=overflow_number_id)
+    handout_figures.overflowed(pool.id, now, overflow_number_id=overflow_number_id, turned_away=not keepalive)
     if pool.shows_overflow_number:
         return Presentation(
             number=pool.overflow_number or "", kind=PresentationKind.OVERFLOW, expires_at=None

@@ -328,6 +328,9 @@ class PoolHourlyFigures(models.Model):
     presentations = models.PositiveIntegerField(default=0)
     overflows = models.PositiveIntegerField(default=0)
     calls = models.PositiveIntegerField(default=0)
+    # Overflows shown to a visitor arriving (not to one already waiting, whose page's keep-alives
+    # are overflows too): the visitors turned away, which the adaptive policy's growth counts.
+    turned_away = models.PositiveIntegerField(db_default=0)
 
     class Meta:
         verbose_name = "pool hourly figures"

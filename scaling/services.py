@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account, User
-from config.history import history_by, history_skipped
+from config.history import history_by, history_dated, history_skipped
 from ringpools.choices import NumberRole, NumberState, NumberType, OverflowMode
 from ringpools.models import Campaign, DestinationNumber, PromoNumber, RingPool
 from scaling.audit import scaling_event_record
@@ -40,9 +40,8 @@ def auto_scaling_settings_for(account: Account, *, now: datetime | None = None) 
     if existing is not None:
         return existing
     fresh = AutoScalingSettings(account=account)
-    history_by(fresh, None, at=now)
     try:
-        with transaction.atomic():
+        with transaction.atomic(), history_dated(fresh, now):
             fresh.save(force_insert=True)
     except IntegrityError:  # created at the same moment by another request
         return AutoScalingSettings.objects.get(account=account)
@@ -118,9 +117,10 @@ def ringpool_create(
         **options,
     )
     pool.full_clean()
-    history_by(pool, actor, at=now)
+    history_by(pool, actor)
     with transaction.atomic():
-        pool.save()
+        with history_dated(pool, now):
+            pool.save()
         scaling_event_record(
             account_id=pool.account_id,
             pool_id=pool.pk,

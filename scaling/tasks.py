@@ -123,10 +123,13 @@ def prune_ringpools() -> int:
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def release_at_renewal() -> int:
     """The adaptive policy: numbers about to renew that the pool no longer needs are released
-    (scaling.pruning.renewal). One run at a time; the releases go to the carrier workers."""
-    with job_session_lock(JobLock.RELEASE_AT_RENEWAL) as acquired:
+    (scaling.pruning.renewal). It shares the month-end prune's lock: one releasing pass at a time,
+    each counting the pool's size as the other left it (a run that finds the lock taken does nothing;
+    the next one, 5 minutes later, is still within the renewal's 15-minute notice). The releases go
+    to the carrier workers."""
+    with job_session_lock(JobLock.PRUNE_RINGPOOLS) as acquired:
         if not acquired:
-            log.info("release_at_renewal: another run holds the lock")
+            log.info("release_at_renewal: the prune or another run holds the lock")
             return 0
         verdicts = renewals_release(now=timezone.now(), release=_queue_release)
     released = sum(1 for verdict in verdicts if verdict.order_id is not None)

@@ -130,7 +130,7 @@ class PrunePreviewAdminMixin:
         context = {
             "renewals": renewals,
             "adaptive": settings is not None and settings.policy == ScalingPolicy.ADAPTIVE,
-            "renewal_notice": RENEWAL_NOTICE,
+            "renewal_notice_minutes": int(RENEWAL_NOTICE.total_seconds() // 60),
             **self.admin_site.each_context(request),
             "title": title,
             "account": account,

@@ -134,7 +134,7 @@ def adaptive_decision(
     if decision.verdict != GrowthVerdict.GROW:
         return decision
     grow_by = turned_away_grow_by(turned_away=turned_away, size=size, room=max_size - size)
-    visitors = f"{turned_away} visitor{'' if turned_away == 1 else 's'} turned away since"
+    visitors = f"{turned_away} visitor{'' if turned_away == 1 else 's'} turned away since the last growth"
     bound = adaptive_step_bound(size)
     reason = decision.reason.split("; pace ")[0]
     reason += f"; adaptive: {visitors}, one number each, at most {bound} per interval"

@@ -54,8 +54,9 @@ class PoolGrowthPlan:
     pool: RingPool
     decision: GrowthDecision
     size: int
-    overflows: int  # since the last growth
-    overflows_this_hour: int = 0
+    overflows: int  # overflow presentations in the hours since the last growth
+    turned_away: int = 0  # visitors turned away since the last growth
+    turned_away_this_hour: int = 0
     outcome: str = ""
     added: int = 0
     queued: int = 0  # purchases handed to the carrier workers
@@ -115,10 +116,15 @@ def ringpools_grow(
     if not dry_run:
         growth_states_sync(now=now)
     due = list(pools_due(now=now))
-    overflows, this_hour = _overflows_since_last_growth(due, now=now)
+    counted = _overflows_since_last_growth(due, now=now)
     for pool in due:
-        plan = plan_for(pool, now=now, overflows=overflows.get(pool.pk, 0))
-        plan.overflows_this_hour = this_hour.get(pool.pk, 0)
+        plan = plan_for(
+            pool,
+            now=now,
+            overflows=counted.overflows.get(pool.pk, 0),
+            turned_away=counted.turned_away.get(pool.pk, 0),
+        )
+        plan.turned_away_this_hour = counted.turned_away_this_hour.get(pool.pk, 0)
         report.plans.append(plan)
         if dry_run:
             plan.outcome = _would(plan)
@@ -218,32 +224,43 @@ def with_growth_facts(queryset: QuerySet[RingPool]) -> QuerySet[RingPool]:
     )
 
 
-def _overflows_since_last_growth(
-    pools: list[RingPool], *, now: datetime
-) -> tuple[dict[int, int], dict[int, int]]:
-    """Overflow presentations per pool since its last growth (at most a day back), and those of the
-    current hour, from the hourly figures summed over shards: one query for all the due pools. The
-    figures count whole hours: the overflows of the last growth's hour that it answered (recorded
-    with it) are not counted again."""
+@dataclass(frozen=True)
+class OverflowCounts:
+    """What a pass reads of the hourly figures for its due pools (one query for all of them)."""
+
+    overflows: dict[int, int]  # overflow presentations in the hours since the last growth
+    turned_away: dict[int, int]  # visitors turned away since the last growth (exact: see _answered)
+    turned_away_this_hour: dict[int, int]
+
+
+def _overflows_since_last_growth(pools: list[RingPool], *, now: datetime) -> OverflowCounts:
+    """Per pool, at most a day back, summed over shards: the overflow presentations in the hours
+    since its last growth (keep-alives of waiting visitors included), and the visitors turned away
+    since it — the figures count whole hours, so the visitors of the last growth's hour that it
+    answered (recorded with it) are not counted again."""
+    counts = OverflowCounts({}, {}, {})
     if not pools:
-        return {}, {}
+        return counts
+    window = hour_of(now - OVERFLOW_FIGURES_WINDOW)
     since = {pool.pk: hour_of(_counted_from(pool)) for pool in pools}
-    answered = {pool.pk: _answered(pool) for pool in pools}
+    answered = {pool.pk: _answered(pool, window=window) for pool in pools}
     current = hour_of(now)
     rows = (
-        PoolHourlyFigures.objects.filter(pool_id__in=since, hour__gte=hour_of(now - OVERFLOW_FIGURES_WINDOW))
+        PoolHourlyFigures.objects.filter(pool_id__in=since, hour__gte=window)
         .values("pool_id", "hour")
-        .annotate(overflows=Sum("overflows"))
+        .annotate(overflows=Sum("overflows"), turned_away=Sum("turned_away"))
         .order_by()
     )
-    totals: dict[int, int] = {}
-    this_hour: dict[int, int] = {}
+    turned_away: dict[int, int] = {}
     for row in rows:
-        if row["hour"] >= since[row["pool_id"]]:
-            totals[row["pool_id"]] = totals.get(row["pool_id"], 0) + row["overflows"]
+        pk = row["pool_id"]
+        if row["hour"] >= since[pk]:
+            counts.overflows[pk] = counts.overflows.get(pk, 0) + row["overflows"]
+            turned_away[pk] = turned_away.get(pk, 0) + row["turned_away"]
         if row["hour"] == current:
-            this_hour[row["pool_id"]] = row["overflows"]
-    return {pk: max(total - answered[pk], 0) for pk, total in totals.items()}, this_hour
+            counts.turned_away_this_hour[pk] = row["turned_away"]
+    counts.turned_away.update({pk: max(total - answered[pk], 0) for pk, total in turned_away.items()})
+    return counts
 
 
 def _counted_from(pool: RingPool) -> datetime:
@@ -251,11 +268,13 @@ def _counted_from(pool: RingPool) -> datetime:
     return max(filter(None, (state.last_grown_at, state.scaling_on_since)))
 
 
-def _answered(pool: RingPool) -> int:
-    """Overflows of the hour counted from that the last growth already answered."""
+def _answered(pool: RingPool, *, window: datetime) -> int:
+    """Visitors turned away in the hour counted from that the last growth already answered (none
+    when counting starts elsewhere, or that hour is older than the figures read)."""
     state = pool.growth
-    grown_last = state.last_grown_at is not None and _counted_from(pool) == state.last_grown_at
-    return state.overflows_answered if grown_last else 0
+    grown = state.last_grown_at
+    counted_from_growth = grown is not None and _counted_from(pool) == grown and hour_of(grown) >= window
+    return state.overflows_answered if counted_from_growth else 0
 
 
 # --- 3. Decide, take the decision, buy -------------------------------------------------------------
@@ -282,7 +301,7 @@ def pool_size(pool: RingPool) -> int:
     return cast(GrowthCounts, pool).size
 
 
-def plan_for(pool: RingPool, *, now: datetime, overflows: int) -> PoolGrowthPlan:
+def plan_for(pool: RingPool, *, now: datetime, overflows: int, turned_away: int = 0) -> PoolGrowthPlan:
     state = pool.growth
     counts = cast(GrowthCounts, pool)
     size = counts.size + counts.buying
@@ -299,8 +318,10 @@ def plan_for(pool: RingPool, *, now: datetime, overflows: int) -> PoolGrowthPlan
     )
     current = settings_of(pool)
     if current is not None and current.policy == ScalingPolicy.ADAPTIVE:
-        decision = adaptive_decision(decision, turned_away=overflows, size=size, max_size=pool.max_size)
-    return PoolGrowthPlan(pool=pool, decision=decision, size=size, overflows=overflows)
+        decision = adaptive_decision(decision, turned_away=turned_away, size=size, max_size=pool.max_size)
+    return PoolGrowthPlan(
+        pool=pool, decision=decision, size=size, overflows=overflows, turned_away=turned_away
+    )
 
 
 def _would(plan: PoolGrowthPlan) -> str:
@@ -355,6 +376,7 @@ def _growth_take(
         "last_grown_at": _iso(state.last_grown_at),
         "scaling_on_since": _iso(state.scaling_on_since),
         "overflows_since_last_growth": plan.overflows,
+        "turned_away_since_last_growth": plan.turned_away,
         "max_size": pool.max_size,
         "pace": pace_of(settings_of(pool)).describe(),
         "wanted_area_code": pool.area_code,
@@ -367,7 +389,7 @@ def _growth_take(
     ]
     with transaction.atomic():
         taken = PoolGrowth.objects.filter(seen, pool_id=pool.pk).update(
-            last_grown_at=now, capped_since=None, overflows_answered=plan.overflows_this_hour
+            last_grown_at=now, capped_since=None, overflows_answered=plan.turned_away_this_hour
         )
         if not taken:
             return None

@@ -8,9 +8,10 @@ large enough for all of them, and its busiest hour is the need.
 
 The what-ifs replay the same 30 days at other sizes (growth and pruning off: the size held fixed)
 and under the other policy from today's size: what they would have turned away and cost. Visitors
-per hour are the hour's presentations (a visitor is shown a number once per page; keep-alives are
-not counted), each holding its number for a 4-minute visit plus the pool's lease.
-Cached per pool for the hour: the figures change by the hour.
+per hour are those shown a number (the hour's presentations less its overflows) plus those turned
+away on arrival, each holding its number for a 4-minute visit plus the pool's lease.
+Cached per pool for the hour, and anew when the pool's size or the account's settings change; the
+cache is Django's (per process unless CACHES names a shared one).
 """
 
 from __future__ import annotations
@@ -64,7 +65,12 @@ class Recommendation:
 
 def pool_recommendation(*, pool: RingPool, now: datetime) -> Recommendation:
     """The pool's recommended size with its reasoning in words, and the what-ifs (cached per hour)."""
-    key = f"ringpool-recommendation:{pool.pk}:{figures_window(now, WINDOW_DAYS)[1]:%Y%m%d%H}"
+    current = settings_of(pool)
+    changed = f"{current.updated_at:%Y%m%d%H%M%S%f}" if current is not None else "-"
+    size = pool.numbers.filter(state=NumberState.ACTIVE, role=NumberRole.ROTATING).count()
+    hour = figures_window(now, WINDOW_DAYS)[1]
+    # Per hour (the figures change by the hour), and anew when the settings or the size change.
+    key = f"ringpool-recommendation:{pool.pk}:{hour:%Y%m%d%H}:{size}:{pool.max_size}:{changed}"
     cached = cache.get(key)
     if isinstance(cached, Recommendation):
         return cached
@@ -101,8 +107,10 @@ def _recommend(*, pool: RingPool, now: datetime) -> Recommendation:
         return replay(visitors, policy=policy, start=start, tz=zone, start_size=max(at, 1))
 
     if turned_away:
-        # Room for everyone: no more can be held at once than arrived in three hours running.
-        room = max((sum(counts[h : h + 3]) for h in range(len(counts))), default=1)
+        # Room for everyone: no more can be held at once than arrived within a hold (the lease and
+        # a long visit) of each other.
+        span = 2 + -(-pool.lease_seconds // 3600)
+        room = max((sum(counts[h : h + span]) for h in range(len(counts))), default=1)
         busiest = max(fixed(min(max(room, size, 1), UNBOUNDED)).busiest_hour, held)
     else:
         busiest = held

@@ -140,7 +140,7 @@ def renewals_release(
             going.setdefault(verdict.pool, []).append(
                 Removal(
                     verdict.number.pk,
-                    f"released at its renewal: {verdict.decision.reason}",
+                    verdict.decision.reason,
                     {
                         "rule": "adaptive: release at renewal",
                         "renews_at": verdict.renews_at.isoformat(),

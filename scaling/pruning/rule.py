@@ -265,5 +265,5 @@ def renewal_release_decide(
     if size - 1 < need:
         reason = f"the pool needs {need}: {busiest}, plus {RENEWAL_HEADROOM_PERCENT}%"
         return RenewalDecision(False, PruneRule.MIN_SIZE, reason, need)
-    reason = f"surplus at its renewal: the pool keeps {size - 1}, {busiest}"
+    reason = f"released at its renewal, unused for a day: the pool keeps {size - 1}, {busiest}"
     return RenewalDecision(True, PruneRule.UNUSED, reason, need)

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from config import metrics
-from config.history import history_by
+from config.history import history_by, history_dated
 from ringpools.choices import NumberRole, NumberState
 from ringpools.models import PromoNumber, RingPool
 from scaling.audit import (
@@ -282,8 +282,9 @@ def _purchase_record(
     longer wants the number (the caller sends it after the commit)."""
     unwanted = _why_not_wanted(pool, locked.role)
     number = _number_from(bought, pool=pool, role=locked.role, unwanted=bool(unwanted), now=now)
-    history_by(number, locked.actor, at=now)
-    number.save()
+    history_by(number, locked.actor)
+    with history_dated(number, now):
+        number.save()
     locked.number = number
     locked.carrier_ref = bought.carrier_ref
     _finish(locked, OrderState.DONE, now)

@@ -58,7 +58,7 @@ def test_idle_numbers_renewing_soon_go_down_to_the_busiest_hours_need_plus_15_pe
     assert pool.numbers.filter(state=NumberState.RELEASED).count() == 3
     removed = ScalingEvent.objects.filter(pool=pool, kind=EventKind.NUMBER_REMOVED)
     assert removed.count() == 3 and {e.trigger for e in removed} == {Trigger.RENEWAL}
-    assert "released at its renewal: surplus at its renewal: the pool keeps" in removed.first().reason
+    assert "released at its renewal, unused for a day: the pool keeps" in removed.first().reason
     assert removed.first().figures["peak_in_use_7_days"] == 2
     kept = [v for v in verdicts if v.order_id is None]
     assert all("the pool needs 3" in v.decision.reason for v in kept)
