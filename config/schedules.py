@@ -67,7 +67,13 @@ SCHEDULES: tuple[Schedule, ...] = (
         name="Release surplus at renewals",
         task="scaling.tasks.release_at_renewal",
         # Off the prune's minute 15: the two share a lock, and the prune must not find it taken.
-        crontab={"minute": "2-59/5", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"},
+        crontab={
+            "minute": "2-59/5",
+            "hour": "*",
+            "day_of_week": "*",
+            "day_of_month": "*",
+            "month_of_year": "*",
+        },
         description="The adaptive policy: releases a number just before its monthly renewal when the pool "
         "keeps enough without it and nobody is still using it.",
     ),

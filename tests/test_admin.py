@@ -459,6 +459,7 @@ def test_account_managers_change_pool_and_auto_scaling_settings_through_the_audi
             "growth_percent": 10,
             "growth_cap_per_interval": 5,
             "growth_interval_minutes": 10,
+            "policy": "seed",
         },
     )
     assert response.status_code == 302

@@ -67,19 +67,25 @@ def pool_recommendation(*, pool: RingPool, now: datetime) -> Recommendation:
     """The pool's recommended size with its reasoning in words, and the what-ifs (cached per hour)."""
     current = settings_of(pool)
     changed = f"{current.updated_at:%Y%m%d%H%M%S%f}" if current is not None else "-"
-    size = pool.numbers.filter(state=NumberState.ACTIVE, role=NumberRole.ROTATING).count()
+    costs = list(
+        pool.numbers.filter(state=NumberState.ACTIVE, role=NumberRole.ROTATING).values_list(
+            "monthly_cost", flat=True
+        )
+    )
+    size = len(costs)
     hour = figures_window(now, WINDOW_DAYS)[1]
     # Per hour (the figures change by the hour), and anew when the settings or the size change.
     key = f"ringpool-recommendation:{pool.pk}:{hour:%Y%m%d%H}:{size}:{pool.max_size}:{changed}"
     cached = cache.get(key)
     if isinstance(cached, Recommendation):
         return cached
-    recommendation = _recommend(pool=pool, now=now)
+    cost_each = (sum(costs, Decimal(0)) / size) if size else Decimal(0)
+    recommendation = _recommend(pool=pool, now=now, size=size, cost_each=cost_each)
     cache.set(key, recommendation, CACHE_SECONDS)
     return recommendation
 
 
-def _recommend(*, pool: RingPool, now: datetime) -> Recommendation:
+def _recommend(*, pool: RingPool, now: datetime, size: int, cost_each: Decimal) -> Recommendation:
     start, end = figures_window(now, WINDOW_DAYS)
     rows = dict(
         PoolHourlyFigures.objects.filter(pool=pool, hour__gte=start, hour__lt=end)
@@ -95,8 +101,6 @@ def _recommend(*, pool: RingPool, now: datetime) -> Recommendation:
     )
     hours = [start + timedelta(hours=h) for h in range(WINDOW_DAYS * 24)]
     counts = [int(rows.get(hour, 0) or 0) for hour in hours]
-    size = pool.numbers.filter(state=NumberState.ACTIVE, role=NumberRole.ROTATING).count()
-    cost_each = _monthly_cost(pool)
     model = TrafficModel(lease_minutes=pool.lease_seconds / 60, seed=pool.pk)
     visitors = visitors_from_hours(counts, model)
     held = max(peak_holds_per_hour(pool=pool, start=start, end=end), default=0)
@@ -150,15 +154,6 @@ def _what_if(label: str, result: ReplayResult, cost_each: Decimal) -> WhatIf:
     return WhatIf(
         label, result.overflows, result.visitors, months, (cost_each * months).quantize(Decimal("0.01"))
     )
-
-
-def _monthly_cost(pool: RingPool) -> Decimal:
-    costs = list(
-        pool.numbers.filter(state=NumberState.ACTIVE, role=NumberRole.ROTATING).values_list(
-            "monthly_cost", flat=True
-        )
-    )
-    return (sum(costs, Decimal(0)) / len(costs)) if costs else Decimal("1.00")
 
 
 def _reason(*, busiest: int, wanted: int, recommended: int, size: int, turned_away: int) -> str:
