@@ -107,12 +107,11 @@ def growth_step_size(*, size: int, pace: GrowthPace) -> int:
 
 # --- The adaptive policy's growth ------------------------------------------------------------------
 # One number per visitor turned away since the last growth, at least one (the seed's step), at most
-# ADAPTIVE_STEP_FLOOR or ADAPTIVE_STEP_PERCENT of the pool, whichever is more, per interval. A stray
-# overflow costs one number, as under the seed's rule; a new pool's first rush or a campaign's spike
-# is met in minutes instead of hours; the bound keeps a burst from buying a month of numbers for one
-# hour of traffic (docs/policy-lab.md measures each).
-ADAPTIVE_STEP_FLOOR = 5
-ADAPTIVE_STEP_PERCENT = 1
+# ADAPTIVE_STEP_MAX per interval. A stray overflow costs one number, as under the seed's rule; a new
+# pool's first rush or a campaign's spike is met in minutes instead of hours; the bound keeps a burst
+# from buying a month of numbers for one hour of traffic (docs/policy-lab.md measures each; a bound
+# growing with the pool, 1 % of it, cost more on busier traffic for no fewer visitors turned away).
+ADAPTIVE_STEP_MAX = 5
 
 
 def turned_away_grow_by(*, turned_away: int, size: int, room: int) -> int:
@@ -123,7 +122,7 @@ def turned_away_grow_by(*, turned_away: int, size: int, room: int) -> int:
 
 def adaptive_step_bound(size: int) -> int:
     """The most numbers one interval of the adaptive policy adds to a pool of `size`."""
-    return max(ADAPTIVE_STEP_FLOOR, -(-size * ADAPTIVE_STEP_PERCENT // 100))
+    return ADAPTIVE_STEP_MAX
 
 
 def adaptive_decision(

@@ -83,14 +83,12 @@ def test_the_pool_keeps_its_need_and_its_minimum_size():
         (3, 10, 40, 3),
         (5, 100, 40, 5),
         (6, 100, 40, 5),
-        (9, 600, 40, 6),
+        (9, 600, 40, 5),
         (9, 600, 2, 2),
         (9, 10, 0, 0),
     ],
 )
-def test_adaptive_growth_is_one_per_visitor_turned_away_at_most_5_or_1_percent(
-    turned_away, size, room, grows
-):
+def test_adaptive_growth_is_one_per_visitor_turned_away_at_most_5_an_interval(turned_away, size, room, grows):
     assert turned_away_grow_by(turned_away=turned_away, size=size, room=room) == grows
 
 
