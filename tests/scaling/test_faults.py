@@ -179,8 +179,17 @@ def test_a_grow_pass_frozen_past_its_claim_then_resumed_leaves_no_orphan(tmp_pat
     frozen = manage(process_env(tmp_path, f"{point}:STOP"), "grow_ringpools", "--at", moment.isoformat())
     try:
         wait_until_stopped(frozen, tmp_path / "fault-met")
+        # Frozen inside the purchase, it is about to buy the number on the order. The carrier's
+        # search answers at random, so the finishing process could pick that same number (then the
+        # frozen one is refused and buys nothing); held back while the order is finished, it is
+        # still on sale when the frozen process resumes, as the case under test needs.
+        offer = CarrierOrder.objects.get(pool=pool).offer
+        offered = InventoryNumber.objects.filter(number=offer.get("number"))
+        if point == "purchase":
+            offered.update(sold_to=pool.account, sold_at=timezone.now())
         reconcile(tmp_path)  # its claim lapsed long ago: another process finishes the order
         assert rotating(pool) == 2
+        offered.filter(friendly_name="").update(sold_to=None, sold_at=None)
     finally:
         os.kill(frozen.pid, signal.SIGCONT)
     code, output = finished(frozen)  # resumed: buys (or has bought) under the finished order
