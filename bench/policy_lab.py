@@ -45,7 +45,7 @@ POLICIES = (
         pace=GrowthPace(mode=GrowthMode.PERCENTAGE, percent=5, cap_per_interval=50),
     ),
     LabPolicy("1 per minute", pace=GrowthPace(interval=timedelta(minutes=1))),
-    LabPolicy("adaptive: sized to visitors turned away, release at renewal", adaptive=True),
+    LabPolicy("adaptive: fast while learning or regrowing, release at renewal", adaptive=True),
 )
 START = datetime(1995, 7, 1, tzinfo=UTC)
 
@@ -114,6 +114,10 @@ def robustness(trace: Path) -> None:
         ("NASA x3, shifted 12 hours", np.roll(requests, 12 * 3600), 3, 10.0, 1),
         ("NASA x3, shifted 3.5 days", np.roll(requests, int(3.5 * 86400)), 3, 10.0, 1),
         ("NASA once, 58 days", requests, 1, 10.0, 1),
+        ("first 40 days x4", requests[: 40 * 86400], 4, 10.0, 1),
+        ("last 40 days x4", requests[-40 * 86400 :], 4, 10.0, 1),
+        ("first 20 days x9 (the spike every 20 days)", requests[: 20 * 86400], 9, 10.0, 1),
+        ("days 10-45 x5 (the spike in the first week)", requests[10 * 86400 : 45 * 86400], 5, 10.0, 1),
     ]
     seed_rule, adaptive = POLICIES[0], POLICIES[-1]
     heading = f"{'traffic':<48} {'seed: overflow, months':>24} {'adaptive: overflow, months':>28}"

@@ -37,7 +37,10 @@ class ScalingPolicy(models.TextChoices):
     SEED = "seed", "The seed's rule (the growth pace on overflow, the month-end prune)"
     ADAPTIVE = (
         "adaptive",
-        ("Adaptive (growth sized to the visitors turned away, surplus released at each number's renewal)"),
+        (
+            "Adaptive (fast growth while a pool learns its traffic or regrows to what it held, the pace "
+            "beyond it for a shortage; surplus released at each number's renewal)"
+        ),
     )
 
 

@@ -27,7 +27,7 @@ from scaling.alerts.episodes import Finding, SyncReport, alerts_sync
 from scaling.applicability import applicable_pools
 from scaling.choices import AlertKind, AlertSeverity, OrderKind, OrderState
 from scaling.growth.rule import GrowthVerdict
-from scaling.growth.run import pace_of, plan_for, pools_due, settings_of
+from scaling.growth.run import overflows_since_last_growth, pace_of, plan_for, pools_due, settings_of
 from scaling.models import BeatProcess, CarrierOrder, JobRun, MonthlyPrune
 from scaling.spans import ago, span
 from scaling.supply.outbox import NO_NUMBER_TO_OFFER
@@ -209,8 +209,10 @@ def growth_behind(now: datetime) -> list[Finding]:
     """Pools due to grow for longer than their interval plus the threshold (the grace) without growing."""
     late = timedelta(minutes=settings.RINGPOOL_ALERT_GROWTH_LATE_MINUTES)
     found = []
-    for pool in pools_due(now=now):
-        plan = plan_for(pool, now=now, overflows=0)
+    due = list(pools_due(now=now))
+    counted = overflows_since_last_growth(due, now=now)
+    for pool in due:
+        plan = plan_for(pool, now=now, overflows=0, turned_away=counted.turned_away.get(pool.pk, 0))
         if plan.decision.verdict != GrowthVerdict.GROW:
             continue
         pace = pace_of(settings_of(pool))

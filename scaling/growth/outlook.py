@@ -75,8 +75,10 @@ def growth_outlook(*, pool: RingPool, now: datetime, events: int = 10) -> Growth
 def _next_growth_words(decision: GrowthDecision, state: PoolGrowth, pace: GrowthPace, now: datetime) -> str:
     if decision.verdict == GrowthVerdict.GROW:
         return f"at the next grow pass (within a minute): by {decision.grow_by} — {decision.reason}"
-    if decision.verdict == GrowthVerdict.WAIT:
+    if decision.verdict == GrowthVerdict.WAIT and decision.next_allowed_at is not None:
         return f"at {timezone.localtime(decision.next_allowed_at):%Y-%m-%d %H:%M} — {decision.reason}"
+    if decision.verdict == GrowthVerdict.WAIT:
+        return f"when more visitors are turned away — {decision.reason}"
     if decision.verdict == GrowthVerdict.CAP:
         return f"not until its maximum size is raised or numbers are removed — {decision.reason}"
     earliest = state.last_grown_at + pace.interval if state.last_grown_at else None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from scaling.choices import GrowthMode
 from scaling.spans import ago as _ago
@@ -106,37 +108,102 @@ def growth_step_size(*, size: int, pace: GrowthPace) -> int:
 
 
 # --- The adaptive policy's growth ------------------------------------------------------------------
-# One number per visitor turned away since the last growth, at least one (the seed's step), at most
-# ADAPTIVE_STEP_MAX per interval. A stray overflow costs one number, as under the seed's rule; a new
-# pool's first rush or a campaign's spike is met in minutes instead of hours; the bound keeps a burst
-# from buying a month of numbers for one hour of traffic (docs/policy-lab.md measures each; a bound
-# growing with the pool, 1 % of it, cost more on busier traffic for no fewer visitors turned away).
+# Fast where the pool's size does not yet, or no longer, reflect its traffic; the account's pace
+# beyond, and only for a shortage (docs/policy-lab.md measures each choice):
+#  - in its first ADAPTIVE_LEARNING of auto-scaling a pool's size is only where it started, and it
+#    grows ADAPTIVE_STEP_MAX numbers an interval while it turns visitors away: it learns its weekly
+#    cycle in days instead of weeks;
+#  - below the most numbers it held at once in the last ADAPTIVE_MEMORY (numbers the renewal release
+#    let go, or the month-end prune), it regrows as fast, up to that size: those visitors came before;
+#  - beyond it, it grows at the account's pace (the seed's one number per five minutes), and only when
+#    the visitors turned away since the last growth are at least ADAPTIVE_SHORTAGE_PERCENT of the pool:
+#    one visitor turned away by a large pool at its daily peak is chance, and every number bought for
+#    a rush is billed a month.
 ADAPTIVE_STEP_MAX = 5
+ADAPTIVE_LEARNING = timedelta(days=7)
+ADAPTIVE_MEMORY = timedelta(days=90)
+ADAPTIVE_SHORTAGE_PERCENT = 4
+
+Moment = TypeVar("Moment", bound=Any)
 
 
-def turned_away_grow_by(*, turned_away: int, size: int, room: int) -> int:
-    """Numbers the adaptive policy adds for `turned_away` visitors since the last growth, with `room`
-    numbers left below the pool's maximum size."""
-    return max(0, min(max(1, turned_away), adaptive_step_bound(size), room))
+def largest_held(spans: Iterable[tuple[Moment, Moment | None]], *, since: Moment) -> int:
+    """The most numbers held at once from `since` on, from each number's (acquired, released or None).
+    A number released at the moment another was bought counts once. Values may be datetimes or plain
+    seconds, as long as one call's values are of one kind."""
+    held = 0
+    changes: list[tuple[Moment, int]] = []
+    for acquired, released in spans:
+        if released is not None and released <= since:
+            continue
+        if acquired <= since:
+            held += 1
+        else:
+            changes.append((acquired, 1))
+        if released is not None:
+            changes.append((released, -1))
+    largest = held
+    for _, change in sorted(changes, key=lambda item: (item[0], item[1])):  # releases first at a tie
+        held += change
+        largest = max(largest, held)
+    return largest
 
 
-def adaptive_step_bound(size: int) -> int:
-    """The most numbers one interval of the adaptive policy adds to a pool of `size`."""
-    return ADAPTIVE_STEP_MAX
+def shortage_of(size: int) -> int:
+    """Visitors turned away since the last growth that make a shortage for a pool of `size` beyond
+    the most numbers it held lately (at least one)."""
+    return max(1, -(-size * ADAPTIVE_SHORTAGE_PERCENT // 100))
 
 
 def adaptive_decision(
-    decision: GrowthDecision, *, turned_away: int, size: int, max_size: int
+    decision: GrowthDecision,
+    *,
+    turned_away: int,
+    size: int,
+    max_size: int,
+    now: datetime,
+    scaling_on_since: datetime,
+    largest_recent: int,
 ) -> GrowthDecision:
     """The adaptive policy's growth: the seed rule's decision (when, and whether the pool may), sized
-    to the visitors turned away since the last growth instead of the pace's step."""
+    by where the pool stands: learning its traffic (its first week), regrowing to the `largest_recent`
+    numbers it held in the last ADAPTIVE_MEMORY, or beyond it (the pace, for a shortage only)."""
     if decision.verdict != GrowthVerdict.GROW:
         return decision
-    grow_by = turned_away_grow_by(turned_away=turned_away, size=size, room=max_size - size)
+    room = max_size - size
     visitors = f"{turned_away} visitor{'' if turned_away == 1 else 's'} turned away since the last growth"
-    bound = adaptive_step_bound(size)
-    reason = decision.reason.split("; pace ")[0]
-    reason += f"; adaptive: {visitors}, one number each, at most {bound} per interval"
-    if grow_by < min(max(1, turned_away), bound):
-        reason += f", {grow_by} left before the maximum size of {max_size}"
+    seen = f"{ADAPTIVE_MEMORY.days} days"
+    learning_until = scaling_on_since + ADAPTIVE_LEARNING
+    base = decision.reason.split("; pace ")[0]
+    if now < learning_until:
+        wanted = ADAPTIVE_STEP_MAX
+        reason = (
+            f"{base}; adaptive: {visitors} in the pool's first {ADAPTIVE_LEARNING.days} days of "
+            f"auto-scaling (on {_ago(scaling_on_since, now)}): it learns its traffic at "
+            f"{ADAPTIVE_STEP_MAX} numbers per interval"
+        )
+    elif size < largest_recent:
+        wanted = min(ADAPTIVE_STEP_MAX, largest_recent - size)
+        reason = (
+            f"{base}; adaptive: {visitors}, and it held {largest_recent} numbers at once in the last "
+            f"{seen}: it regrows towards them at up to {ADAPTIVE_STEP_MAX} per interval"
+        )
+    else:
+        needed = shortage_of(size)
+        beyond = f"it holds the {largest_recent} numbers it held at once in the last {seen}"
+        if turned_away < needed:
+            reason = (
+                f"{base}; adaptive: {visitors}; {beyond}, and grows beyond them for a shortage of "
+                f"{needed} ({ADAPTIVE_SHORTAGE_PERCENT}% of {size}, at least one)"
+            )
+            return GrowthDecision(GrowthVerdict.WAIT, 0, reason, None)
+        pace = decision.reason.split("; pace ", 1)[1]  # the seed rule's step, held to the maximum size
+        reason = (
+            f"{base}; adaptive: {visitors}, a shortage beyond the {largest_recent} numbers it held at "
+            f"once in the last {seen}; pace {pace}"
+        )
+        return GrowthDecision(GrowthVerdict.GROW, decision.grow_by, reason, decision.next_allowed_at)
+    grow_by = min(wanted, room)
+    if grow_by < wanted:
+        reason += f"; {grow_by} left before the maximum size of {max_size}"
     return GrowthDecision(GrowthVerdict.GROW, grow_by, reason, decision.next_allowed_at)

@@ -33,7 +33,15 @@ from ringpools.models import PoolHourlyFigures, PromoNumber, RingPool
 from scaling.applicability import applicable_pools, pool_applicability, pools_with_applicability
 from scaling.audit import scaling_event_record
 from scaling.choices import EventKind, OrderKind, OrderState, ScalingPolicy, Trigger
-from scaling.growth.rule import GrowthDecision, GrowthPace, GrowthVerdict, adaptive_decision, growth_decide
+from scaling.growth.rule import (
+    ADAPTIVE_MEMORY,
+    GrowthDecision,
+    GrowthPace,
+    GrowthVerdict,
+    adaptive_decision,
+    growth_decide,
+    largest_held,
+)
 from scaling.models import AutoScalingSettings, CarrierOrder, PoolGrowth
 from scaling.services import pool_numbers_order
 from scaling.supply.carrier import Carrier, get_carrier
@@ -116,7 +124,7 @@ def ringpools_grow(
     if not dry_run:
         growth_states_sync(now=now)
     due = list(pools_due(now=now))
-    counted = _overflows_since_last_growth(due, now=now)
+    counted = overflows_since_last_growth(due, now=now)
     for pool in due:
         plan = plan_for(
             pool,
@@ -233,7 +241,7 @@ class OverflowCounts:
     turned_away_this_hour: dict[int, int]
 
 
-def _overflows_since_last_growth(pools: list[RingPool], *, now: datetime) -> OverflowCounts:
+def overflows_since_last_growth(pools: list[RingPool], *, now: datetime) -> OverflowCounts:
     """Per pool, at most a day back, summed over shards: the overflow presentations in the hours
     since its last growth (keep-alives of waiting visitors included), and the visitors turned away
     since it — the figures count whole hours, so the visitors of the last growth's hour that it
@@ -301,7 +309,11 @@ def pool_size(pool: RingPool) -> int:
     return cast(GrowthCounts, pool).size
 
 
-def plan_for(pool: RingPool, *, now: datetime, overflows: int, turned_away: int = 0) -> PoolGrowthPlan:
+def plan_for(
+    pool: RingPool, *, now: datetime, overflows: int, turned_away: int | None = None
+) -> PoolGrowthPlan:
+    """The pool's growth decision now (`pool` read through `with_growth_facts`). `turned_away`: the
+    visitors turned away since its last growth, read from the hourly figures when not given."""
     state = pool.growth
     counts = cast(GrowthCounts, pool)
     size = counts.size + counts.buying
@@ -317,11 +329,36 @@ def plan_for(pool: RingPool, *, now: datetime, overflows: int, turned_away: int 
         retry_at=(counts.retry_at or now) if counts.retrying else None,
     )
     current = settings_of(pool)
-    if current is not None and current.policy == ScalingPolicy.ADAPTIVE:
-        decision = adaptive_decision(decision, turned_away=turned_away, size=size, max_size=pool.max_size)
+    if (
+        current is not None
+        and current.policy == ScalingPolicy.ADAPTIVE
+        and decision.verdict == GrowthVerdict.GROW
+        and state.scaling_on_since is not None
+    ):
+        if turned_away is None:
+            turned_away = overflows_since_last_growth([pool], now=now).turned_away.get(pool.pk, 0)
+        decision = adaptive_decision(
+            decision,
+            turned_away=turned_away,
+            size=size,
+            max_size=pool.max_size,
+            now=now,
+            scaling_on_since=state.scaling_on_since,
+            largest_recent=largest_recent(pool, now=now),
+        )
     return PoolGrowthPlan(
-        pool=pool, decision=decision, size=size, overflows=overflows, turned_away=turned_away
+        pool=pool, decision=decision, size=size, overflows=overflows, turned_away=turned_away or 0
     )
+
+
+def largest_recent(pool: RingPool, *, now: datetime) -> int:
+    """The most rotating numbers `pool` held at once in the last ADAPTIVE_MEMORY (the adaptive policy
+    regrows fast up to it)."""
+    since = now - ADAPTIVE_MEMORY
+    spans = PromoNumber.objects.filter(pool=pool, role=NumberRole.ROTATING, acquired_at__lte=now).filter(
+        Q(released_at__isnull=True) | Q(released_at__gt=since)
+    )
+    return largest_held(spans.values_list("acquired_at", "released_at"), since=since)
 
 
 def _would(plan: PoolGrowthPlan) -> str:
@@ -332,6 +369,8 @@ def _would(plan: PoolGrowthPlan) -> str:
         return "would record 'maximum size reached'" if plan.pool.growth.capped_since is None else "capped"
     if verdict == GrowthVerdict.WAIT and plan.decision.next_allowed_at:
         return f"waits until {plan.decision.next_allowed_at.astimezone(UTC):%H:%M:%S} UTC"
+    if verdict == GrowthVerdict.WAIT:
+        return "waits for more visitors turned away"
     return "nothing to do"
 
 

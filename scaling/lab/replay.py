@@ -2,7 +2,7 @@
 
 Each visitor is handed the free number of least `ringpools.order.handout_rank` (the hand-out order),
 or turned away when none is free; each minute Beat's grow pass asks `growth_decide` (and, under the
-adaptive policy, `turned_away_grow_by` for how many); on each month's last local day the prune asks
+adaptive policy, `adaptive_decision` for how many); on each month's last local day the prune asks
 `prune_decide` at Beat's first run (00:15); under the adaptive policy each number's monthly renewal
 asks `renewal_release_decide`. No rule is copied here: only the pool's state is kept, in heaps.
 
@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 
 from ringpools.order import handout_rank
-from scaling.growth.rule import GrowthPace, GrowthVerdict, adaptive_decision, growth_decide
+from scaling.growth.rule import (
+    ADAPTIVE_MEMORY,
+    GrowthPace,
+    GrowthVerdict,
+    adaptive_decision,
+    growth_decide,
+    largest_held,
+)
 from scaling.lab.traffic import Visitors
 from scaling.pruning.rule import BILLING_PERIOD as BILLING_PERIOD_SPAN
 from scaling.pruning.rule import RENEWAL_PEAK_WINDOW, NumberUse, prune_decide, renewal_release_decide
@@ -33,6 +40,7 @@ BILLING_PERIOD = BILLING_PERIOD_SPAN.total_seconds()
 # Beat runs the month-end prune at minute 15 of each hour; the first run of the last day acts.
 PRUNE_AT = timedelta(minutes=15)
 RENEWAL_NOTICE = MINUTE  # a renewal decided in the minute before it falls due
+MEMORY = ADAPTIVE_MEMORY.total_seconds()
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,8 @@ class _Pool:
         self.released: list[float | None] = []
         self.active: list[bool] = []
         self.size = 0
+        self.changes = 0  # numbers bought or released so far
+        self._largest: tuple[int, float, int] | None = None  # (changes, valid until, the answer)
         self.rested: list[tuple[int, float, int]] = []  # hand-out ranks of rested free numbers
         self.held: list[tuple[float, int]] = []  # (busy_until, id): held now, or resting
         self.holds: list[float] = []  # ends of the holds running now (numbers in use)
@@ -118,13 +128,15 @@ class _Pool:
         self.released.append(None)
         self.active.append(True)
         self.size += 1
+        self.changes += 1
         heapq.heappush(self.rested, self._rank(number, at))
         return number
 
     def release(self, number: int, at: float) -> None:
         self.active[number] = False
         self.released[number] = at
-        self.size -= 1  # its heap entries are dropped when they surface
+        self.size -= 1
+        self.changes += 1  # its heap entries are dropped when they surface
 
     def _rank(self, number: int, now: float) -> tuple[int, float, int]:
         return handout_rank(
@@ -170,6 +182,18 @@ class _Pool:
         heapq.heappush(held, (holds_until, number))
         heapq.heappush(self.holds, holds_until)
         return number
+
+    def largest_recent(self, now: float) -> int:
+        """The most numbers held at once in the last ADAPTIVE_MEMORY (`largest_held`, as the grow pass
+        asks it). Kept until the pool changes or a release it counted leaves the window: the answer
+        cannot change before."""
+        cached = self._largest
+        if cached is None or cached[0] != self.changes or now >= cached[1]:
+            since = now - MEMORY
+            value = largest_held(zip(self.acquired, self.released, strict=True), since=since)
+            counted = [at for at in self.released if at is not None and at > since]
+            self._largest = cached = (self.changes, min(counted) + MEMORY if counted else math.inf, value)
+        return cached[2]
 
     def numbers(self) -> Iterator[int]:
         return (number for number, active in enumerate(self.active) if active)
@@ -256,9 +280,15 @@ def replay(
                 pace=policy.pace,
                 now=moment(now),
             )
-            if policy.adaptive:
+            if policy.adaptive and decision.verdict == GrowthVerdict.GROW:
                 decision = adaptive_decision(
-                    decision, turned_away=turned_away, size=pool.size, max_size=max_size
+                    decision,
+                    turned_away=turned_away,
+                    size=pool.size,
+                    max_size=max_size,
+                    now=moment(now),
+                    scaling_on_since=start,
+                    largest_recent=pool.largest_recent(now),
                 )
             if decision.verdict == GrowthVerdict.GROW:
                 grow_by = decision.grow_by

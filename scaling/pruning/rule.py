@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
@@ -215,12 +216,14 @@ def prune_month(*, now: datetime, tz: tzinfo) -> date | None:
 # A number is billed per started 30 days from its purchase: the only moment a release saves money is
 # just before a renewal. The adaptive policy then releases the renewing number when the pool keeps
 # enough without it — its busiest hour of the last RENEWAL_PEAK_WINDOW held `peak_in_use` numbers at
-# once; it keeps RENEWAL_HEADROOM_PERCENT more — and when nobody can still be using it: not held,
+# once; it keeps `renewal_headroom` more (RENEWAL_HEADROOM_PERCENT, or three square roots of the peak
+# for a small pool) — and when nobody can still be using it: not held,
 # not presented and not called for RENEWAL_IDLE, neither pinned nor the overflow number. The month-end
 # prune goes on as well (its rule is the seed article's).
 BILLING_PERIOD = timedelta(days=30)
 RENEWAL_PEAK_WINDOW = timedelta(days=7)
 RENEWAL_HEADROOM_PERCENT = 15
+RENEWAL_HEADROOM_SIGMAS = 3
 RENEWAL_IDLE = timedelta(days=1)
 
 
@@ -239,9 +242,17 @@ class RenewalDecision:
     need: int  # numbers the pool keeps at least
 
 
+def renewal_headroom(peak_in_use: int) -> int:
+    """The numbers a pool keeps at renewals above its recent peak: RENEWAL_HEADROOM_PERCENT of it, or
+    RENEWAL_HEADROOM_SIGMAS times its square root when more (a small pool's busiest hour is mostly
+    chance: a count of visitors holding numbers strays by about its square root), rounded up."""
+    percent = -(-peak_in_use * RENEWAL_HEADROOM_PERCENT // 100)
+    return max(percent, math.ceil(RENEWAL_HEADROOM_SIGMAS * math.sqrt(peak_in_use)))
+
+
 def renewal_need(*, peak_in_use: int, min_size: int) -> int:
-    """The numbers a pool keeps at renewals: its recent peak plus the headroom, rounded up."""
-    return max(min_size, -(-peak_in_use * (100 + RENEWAL_HEADROOM_PERCENT) // 100))
+    """The numbers a pool keeps at renewals: its recent peak plus the headroom."""
+    return max(min_size, peak_in_use + renewal_headroom(peak_in_use))
 
 
 def renewal_release_decide(
@@ -263,7 +274,17 @@ def renewal_release_decide(
         return RenewalDecision(False, PruneRule.CALLED, f"called {_days(now - called)} ago", need)
     busiest = f"its busiest hour in {RENEWAL_PEAK_WINDOW.days} days held {peak_in_use} at once"
     if size - 1 < need:
-        reason = f"the pool needs {need}: {busiest}, plus {RENEWAL_HEADROOM_PERCENT}%"
+        headroom = renewal_headroom(peak_in_use)
+        words = _headroom_words(peak_in_use)
+        reason = f"the pool needs {need}: {busiest}, plus {headroom} headroom ({words})"
         return RenewalDecision(False, PruneRule.MIN_SIZE, reason, need)
     reason = f"released at its renewal, unused for a day: the pool keeps {size - 1}, {busiest}"
     return RenewalDecision(True, PruneRule.UNUSED, reason, need)
+
+
+def _headroom_words(peak_in_use: int) -> str:
+    percent = -(-peak_in_use * RENEWAL_HEADROOM_PERCENT // 100)
+    if renewal_headroom(peak_in_use) > percent:
+        sigmas = f"{RENEWAL_HEADROOM_SIGMAS} times the square root of {peak_in_use}"
+        return f"{sigmas}, more than {RENEWAL_HEADROOM_PERCENT}% for a pool this small"
+    return f"{RENEWAL_HEADROOM_PERCENT}%"

@@ -1,5 +1,7 @@
-"""The adaptive policy's growth in the real grow pass (issue 22): one number per visitor turned away
-since the last growth, at most five an interval; overflows a growth answered are not counted again."""
+"""The adaptive policy's growth in the real grow pass (issue 22): five numbers an interval in a pool's
+first week of auto-scaling and back up to the most it held in 90 days; beyond it, the pace's step and
+only for a shortage (4 % of the pool turned away since the last growth, counted from the hourly
+figures: overflows a growth answered, and a waiting visitor's keep-alives, are not counted again)."""
 
 from __future__ import annotations
 
@@ -7,23 +9,31 @@ from datetime import timedelta
 
 import pytest
 
-from ringpools.choices import PresentationKind
+from ringpools.choices import NumberState, PresentationKind
 from ringpools.handout import present_number
 from ringpools.models import PoolHourlyFigures, RingPool
 from ringpools.selectors import handout_pool
 from scaling.choices import EventKind, ScalingPolicy
+from scaling.growth.outlook import growth_outlook
+from scaling.models import PoolGrowth
 from tests import factories
-from tests.scaling.growth.test_growth import events, grow, minutes, overflow, size, stock
+from tests.scaling.growth.test_growth import T0, events, grow, minutes, overflow, size, stock
 
 pytestmark = pytest.mark.django_db
 
+LONG_AGO = T0 - timedelta(days=200)
 
-def pool_under(policy: str) -> RingPool:
-    pool = factories.RingPoolFactory(area_code="805", region="CA", max_size=50)
+
+def pool_under(policy: str, *, numbers: int = 1, learnt: bool = False) -> RingPool:
+    """A pool of `numbers` numbers bought long ago; `learnt`: auto-scaling on for it for 8 days."""
+    pool = factories.RingPoolFactory(area_code="805", region="CA", max_size=200)
     factories.AutoScalingSettingsFactory(account=pool.account, policy=policy)
-    factories.PromoNumberFactory(pool=pool)
+    for _ in range(numbers):
+        factories.PromoNumberFactory(pool=pool, acquired_at=LONG_AGO)
     stock(30)
     grow(minutes(-1))  # the first pass sees auto-scaling on for the pool
+    if learnt:
+        PoolGrowth.objects.filter(pool=pool).update(scaling_on_since=minutes(-8 * 24 * 60))
     return pool
 
 
@@ -32,38 +42,71 @@ def turn_away(pool: RingPool, visitors: int, at) -> None:
         overflow(pool, at)
 
 
-def test_a_pass_buys_one_number_per_visitor_turned_away_since_the_last_growth():
-    pool = pool_under(ScalingPolicy.ADAPTIVE)
-    turn_away(pool, 3, minutes(0))
-    assert grow(minutes(0.5)).added == 3
-    assert size(pool) == 4
-    reason = events(pool, EventKind.NUMBER_ADDED)[-1].reason
-    assert (
-        "adaptive: 3 visitors turned away since the last growth, one number each, at most 5 per interval"
-        in reason
-    )
-    # Two more turned away in the same hour: the three the growth answered are not counted again.
-    turn_away(pool, 2, minutes(6))
-    assert grow(minutes(6.5)).added == 2
-    assert size(pool) == 6
-
-
-def test_at_most_five_numbers_an_interval_and_the_seeds_rule_stays_one():
+def test_in_its_first_week_a_pool_learns_its_traffic_five_numbers_an_interval():
     adaptive, seed = pool_under(ScalingPolicy.ADAPTIVE), pool_under(ScalingPolicy.SEED)
     for pool in (adaptive, seed):
-        turn_away(pool, 9, minutes(0))
+        turn_away(pool, 1, minutes(0))
     report = grow(minutes(0.5))
-    added = {plan.pool.pk: plan.added for plan in report.plans}
-    assert added == {adaptive.pk: 5, seed.pk: 1}
+    assert {plan.pool.pk: plan.added for plan in report.plans} == {adaptive.pk: 5, seed.pk: 1}
+    reason = events(adaptive, EventKind.NUMBER_ADDED)[-1].reason
+    assert "1 visitor turned away since the last growth in the pool's first 7 days of auto-scaling" in reason
     # The pace still decides when: nothing before the interval is over, whatever is turned away.
     turn_away(adaptive, 4, minutes(2))
     assert grow(minutes(2.5)).added == 0
-    # Counted since the last growth: the 4 turned away after it (the first burst's 9 were answered).
-    assert grow(minutes(5.5)).added == 4
+    assert grow(minutes(5.5)).added == 5
+    assert size(adaptive) == 11
+
+
+def test_after_its_first_week_a_pool_regrows_fast_only_to_the_most_it_held_in_90_days():
+    pool = pool_under(ScalingPolicy.ADAPTIVE, numbers=2, learnt=True)
+    for days_ago in (30, 60):  # released at renewals: the pool held 2 + 6 = 8 at once until then
+        for _ in range(3):
+            factories.PromoNumberFactory(
+                pool=pool,
+                acquired_at=LONG_AGO,
+                state=NumberState.RELEASED,
+                released_at=T0 - timedelta(days=days_ago),
+            )
+    turn_away(pool, 1, minutes(0))
+    assert grow(minutes(0.5)).added == 5
+    assert "it held 8 numbers at once in the last 90 days: it regrows towards them" in (
+        events(pool, EventKind.NUMBER_ADDED)[-1].reason
+    )
+    turn_away(pool, 1, minutes(5))
+    assert grow(minutes(5.5)).added == 1  # up to 8, no further
+    assert size(pool) == 8
+    # Beyond 8, a shortage is 4 % of the pool, at least one visitor: the pace's one number.
+    turn_away(pool, 1, minutes(10))
+    assert grow(minutes(10.5)).added == 1
+    reason = events(pool, EventKind.NUMBER_ADDED)[-1].reason
+    assert "a shortage beyond the 8 numbers it held at once in the last 90 days; pace 1 per 5 min" in reason
+
+
+def test_numbers_released_more_than_90_days_ago_are_forgotten():
+    pool = pool_under(ScalingPolicy.ADAPTIVE, numbers=2, learnt=True)
+    for _ in range(6):
+        factories.PromoNumberFactory(
+            pool=pool, acquired_at=LONG_AGO, state=NumberState.RELEASED, released_at=T0 - timedelta(days=91)
+        )
+    turn_away(pool, 1, minutes(0))
+    assert grow(minutes(0.5)).added == 1
+
+
+def test_beyond_the_most_it_held_a_large_pool_waits_for_a_shortage_and_says_so():
+    pool = pool_under(ScalingPolicy.ADAPTIVE, numbers=30, learnt=True)  # a shortage: 2 (4 % of 30)
+    turn_away(pool, 1, minutes(0))
+    report = grow(minutes(0.5))
+    assert report.added == 0 and report.plans[0].outcome == "waits for more visitors turned away"
+    outlook = growth_outlook(pool=pool, now=minutes(1))
+    assert outlook.next_growth.startswith("when more visitors are turned away — ")
+    assert "grows beyond them for a shortage of 2 (4% of 30, at least one)" in outlook.next_growth
+    turn_away(pool, 1, minutes(2))  # the second, still since the last growth
+    assert grow(minutes(2.5)).added == 1
+    assert size(pool) == 31
 
 
 def test_a_waiting_visitors_keep_alives_are_overflows_but_not_more_visitors_turned_away():
-    pool = pool_under(ScalingPolicy.ADAPTIVE)
+    pool = pool_under(ScalingPolicy.ADAPTIVE, numbers=75, learnt=True)  # a shortage: 3 (4 % of 75)
     turn_away(pool, 1, minutes(0))
     waiting = f"waiting-{pool.pk}"
     for second in range(0, 240, 60):  # a second visitor waits four minutes on an open page
@@ -76,4 +119,6 @@ def test_a_waiting_visitors_keep_alives_are_overflows_but_not_more_visitors_turn
         assert shown.kind != PresentationKind.PROMO
     figures = PoolHourlyFigures.objects.get(pool=pool)
     assert (figures.overflows, figures.turned_away) == (5, 2)
-    assert grow(minutes(4.5)).added == 2  # one number per visitor turned away, not per overflow shown
+    assert grow(minutes(4.5)).added == 0  # two visitors turned away, not five
+    turn_away(pool, 1, minutes(4.6))
+    assert grow(minutes(4.75)).added == 1

@@ -91,22 +91,35 @@ def test_a_visitor_finding_every_number_held_is_turned_away_and_the_pool_grows_a
     assert result.overflow_pct == pytest.approx(100 * result.overflows / 120)
 
 
-def test_the_adaptive_policy_buys_one_number_per_visitor_turned_away_at_most_five_an_interval():
-    # Three visitors at once on one number: two turned away, so the next minute buys two.
+def test_the_adaptive_policy_learns_a_new_pools_traffic_five_numbers_an_interval_in_its_first_week():
+    # Three visitors at once on one number: two turned away, so the next minute buys five (two under
+    # the seed's rule would have bought one).
     adaptive = replay(
         visitors(10, 11, 12), policy=LabPolicy("adaptive", adaptive=True), start=START, tz=UTC, start_size=1
     )
     seed = replay(visitors(10, 11, 12), policy=LabPolicy("seed"), start=START, tz=UTC, start_size=1)
-    assert (adaptive.overflows, sum(adaptive.added.values())) == (2, 2)
+    assert (adaptive.overflows, sum(adaptive.added.values())) == (2, 5)
     assert (seed.overflows, sum(seed.added.values())) == (2, 1)
-    rush = replay(
-        visitors(*[10 + i for i in range(20)]),
+    # After the first week, beyond the most it held (one number): the pace's one number.
+    week = 7 * DAY
+    later = replay(
+        visitors(week + 10, week + 11, week + 12, seconds=8 * DAY),
         policy=LabPolicy("a", adaptive=True),
         start=START,
         tz=UTC,
         start_size=1,
     )
-    assert sum(rush.added.values()) == 5  # 19 turned away, bounded at five numbers per interval
+    assert (later.overflows, sum(later.added.values())) == (2, 1)
+
+
+def test_the_adaptive_policy_regrows_fast_to_what_it_held_before_its_renewals_released_it():
+    # Ten numbers idle for a month: the renewal on day 30 keeps one. Three visitors at once on day 40
+    # find it held: the pool held ten 10 days ago, so it regrows five at once (the seed's rule: one).
+    day40 = 40 * DAY
+    traffic = visitors(day40, day40 + 1, day40 + 2, seconds=41 * DAY)
+    adaptive = replay(traffic, policy=LabPolicy("a", adaptive=True), start=START, tz=UTC, start_size=10)
+    assert sum(adaptive.removed.values()) == 9
+    assert (adaptive.overflows, adaptive.final_size) == (2, 1 + 5)
 
 
 def test_numbers_are_billed_per_started_30_days_until_released():
@@ -135,7 +148,7 @@ def test_the_month_end_prune_runs_at_beats_first_run_on_the_last_local_day():
 
 def test_the_adaptive_policy_releases_idle_surplus_at_each_numbers_renewal():
     # Ten numbers, a visitor an hour for 40 days: one or two are ever in use; at the renewal on day
-    # 30 the idle ones above the busiest hour's need plus 15% go, before the month-end prune.
+    # 30 the idle ones above the busiest hour's need plus headroom go, before the month-end prune.
     arrivals = [HOUR * (i + 1) for i in range(24 * 40)]
     adaptive = replay(
         visitors(*arrivals, seconds=40 * DAY),

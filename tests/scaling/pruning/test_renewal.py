@@ -1,5 +1,5 @@
 """The adaptive policy's release at renewal (issue 22): just before a number's monthly renewal it goes
-when the pool keeps its busiest hour's need plus 15% without it and nobody used it for a day; through
+when the pool keeps its busiest hour's need plus headroom without it and nobody used it for a day; through
 the outbox, with its event; the seed's rule never does this."""
 
 from __future__ import annotations
@@ -45,23 +45,23 @@ def release(now=NOW):
     )
 
 
-def test_idle_numbers_renewing_soon_go_down_to_the_busiest_hours_need_plus_15_percent(
+def test_idle_numbers_renewing_soon_go_down_to_the_busiest_hours_need_plus_its_headroom(
     django_capture_on_commit_callbacks,
 ):
-    pool = pool_of(ScalingPolicy.ADAPTIVE)
-    busy_hour(pool, 2)  # need: 2 + 15%, rounded up = 3
+    pool = pool_of(ScalingPolicy.ADAPTIVE, numbers=10)
+    busy_hour(pool, 2)  # need: 2 + 3 x sqrt(2), rounded up = 7 (more than 15 % for a pool this small)
     with django_capture_on_commit_callbacks(execute=True):
         verdicts = release()
     gone = [v for v in verdicts if v.order_id is not None]
-    assert len(verdicts) == 6 and len(gone) == 3
-    assert pool.numbers.filter(state=NumberState.ACTIVE).count() == 3
+    assert len(verdicts) == 10 and len(gone) == 3
+    assert pool.numbers.filter(state=NumberState.ACTIVE).count() == 7
     assert pool.numbers.filter(state=NumberState.RELEASED).count() == 3
     removed = ScalingEvent.objects.filter(pool=pool, kind=EventKind.NUMBER_REMOVED)
     assert removed.count() == 3 and {e.trigger for e in removed} == {Trigger.RENEWAL}
     assert "released at its renewal, unused for a day: the pool keeps" in removed.first().reason
     assert removed.first().figures["peak_in_use_7_days"] == 2
     kept = [v for v in verdicts if v.order_id is None]
-    assert all("the pool needs 3" in v.decision.reason for v in kept)
+    assert all("the pool needs 7" in v.decision.reason for v in kept)
     with django_capture_on_commit_callbacks(execute=True):
         assert not [v for v in release(NOW + timedelta(minutes=5)) if v.order_id is not None]  # decided once
 
