@@ -225,8 +225,11 @@ def replay(
     start_size: int = 5,
     cooldown_seconds: float = 900.0,
     progress: Callable[[float], None] | None = None,
+    scaling_on_since: datetime | None = None,
 ) -> ReplayResult:
-    """Play `visitors` through one pool of `start_size` numbers under `policy`."""
+    """Play `visitors` through one pool of `start_size` numbers under `policy`. Auto-scaling is on
+    for the pool from `scaling_on_since` (default: `start`, a new pool, in its learning week)."""
+    scaling_on_since = scaling_on_since or start
     began = time.perf_counter()
     result = ReplayResult(policy=policy.name, start_size=start_size, days=visitors.seconds / DAY)
     pool = _Pool(cooldown=cooldown_seconds)
@@ -287,7 +290,7 @@ def replay(
                     size=pool.size,
                     max_size=max_size,
                     now=moment(now),
-                    scaling_on_since=start,
+                    scaling_on_since=scaling_on_since,
                     largest_recent=pool.largest_recent(now),
                 )
             if decision.verdict == GrowthVerdict.GROW:

@@ -28,6 +28,7 @@ from ringpools.choices import NumberRole, NumberState
 from ringpools.figures import figures_window
 from ringpools.models import PoolHourlyFigures, RingPool
 from scaling.choices import ScalingPolicy
+from scaling.growth.rule import ADAPTIVE_LEARNING
 from scaling.growth.run import pace_of, settings_of
 from scaling.health.series import peak_holds_per_hour
 from scaling.lab.replay import LabPolicy, ReplayResult, replay
@@ -144,7 +145,11 @@ def _recommend(*, pool: RingPool, now: datetime, size: int, cost_each: Decimal) 
         min_size=pool.min_size,
         max_size=pool.max_size,
     )
-    result = replay(visitors, policy=policy, start=start, tz=zone, start_size=max(size, 1))
+    # From today's size, which the pool has learnt: no learning week in the what-if.
+    learnt = start - ADAPTIVE_LEARNING
+    result = replay(
+        visitors, policy=policy, start=start, tz=zone, start_size=max(size, 1), scaling_on_since=learnt
+    )
     what_ifs.append(_what_if(f"{policy.name} policy, from {size} numbers", result, cost_each))
     return Recommendation(size, recommended, busiest, turned_away, len(visitors), reason, tuple(what_ifs))
 

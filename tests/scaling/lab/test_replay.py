@@ -110,6 +110,16 @@ def test_the_adaptive_policy_learns_a_new_pools_traffic_five_numbers_an_interval
         start_size=1,
     )
     assert (later.overflows, sum(later.added.values())) == (2, 1)
+    # A pool that learnt its traffic before the replay (the what-ifs: from today's size) does not learn.
+    learnt = replay(
+        visitors(10, 11, 12),
+        policy=LabPolicy("a", adaptive=True),
+        start=START,
+        tz=UTC,
+        start_size=1,
+        scaling_on_since=START - timedelta(days=7),
+    )
+    assert (learnt.overflows, sum(learnt.added.values())) == (2, 1)
 
 
 def test_the_adaptive_policy_regrows_fast_to_what_it_held_before_its_renewals_released_it():

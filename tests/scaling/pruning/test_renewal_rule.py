@@ -185,6 +185,9 @@ def test_the_most_numbers_held_at_once_counts_a_swap_once_and_forgets_what_left_
     assert largest_held(spans, since=since) == 3
     assert largest_held(spans[:4], since=since) == 2
     assert largest_held([], since=since) == 0
+    # Released exactly at the window's start: gone before it; a second later: held in it.
+    assert largest_held([(since - day, None), (since - day, since)], since=since) == 1
+    assert largest_held([(since - day, None), (since - day, since + timedelta(seconds=1))], since=since) == 2
     in_seconds = [(0.0, None), (10.0, 50.0), (50.0, None), (60.0, 70.0)]
     assert largest_held(in_seconds, since=5.0) == 3
 
