@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -110,11 +111,13 @@ def growth_step_size(*, size: int, pace: GrowthPace) -> int:
 # --- The adaptive policy's growth ------------------------------------------------------------------
 # Fast where the pool's size does not yet, or no longer, reflect its traffic; the account's pace
 # beyond, and only for a shortage (docs/policy-lab.md measures each choice):
-#  - in its first ADAPTIVE_LEARNING of auto-scaling a pool's size is only where it started, and it
-#    grows ADAPTIVE_STEP_MAX numbers an interval while it turns visitors away: it learns its weekly
-#    cycle in days instead of weeks;
+#  - in its first ADAPTIVE_LEARNING of auto-scaling a pool's size is only where it started: it grows
+#    by the numbers it was short — each visitor turned away in an interval would have held a number
+#    for its lease, so was about lease / interval numbers short (Little's law) — at most
+#    ADAPTIVE_STEP_MAX an interval: it learns its weekly cycle in days instead of weeks;
 #  - below the most numbers it held at once in the last ADAPTIVE_MEMORY (numbers the renewal release
-#    let go, or the month-end prune), it regrows as fast, up to that size: those visitors came before;
+#    let go, or the month-end prune), it regrows the same way, up to that size: those visitors came
+#    before;
 #  - beyond it, it grows at the account's pace (the seed's one number per five minutes), and only when
 #    the visitors turned away since the last growth are at least ADAPTIVE_SHORTAGE_PERCENT of the pool:
 #    one visitor turned away by a large pool at its daily peak is chance, and every number bought for
@@ -149,6 +152,13 @@ def largest_held(spans: Iterable[tuple[Moment, Moment | None]], *, since: Moment
     return largest
 
 
+def numbers_short(*, turned_away: int, lease: timedelta, interval: timedelta) -> int:
+    """About how many numbers a pool was short when `turned_away` visitors were turned away since its
+    last growth (an interval before, while it overflows): each would have held one for its lease
+    (Little's law), at least one."""
+    return max(1, math.ceil(turned_away * lease / interval))
+
+
 def shortage_of(size: int) -> int:
     """Visitors turned away since the last growth that make a shortage for a pool of `size` beyond
     the most numbers it held lately (at least one)."""
@@ -164,6 +174,8 @@ def adaptive_decision(
     now: datetime,
     scaling_on_since: datetime,
     largest_recent: int,
+    lease: timedelta,
+    interval: timedelta,
 ) -> GrowthDecision:
     """The adaptive policy's growth: the seed rule's decision (when, and whether the pool may), sized
     by where the pool stands: learning its traffic (its first week), regrowing to the `largest_recent`
@@ -175,18 +187,21 @@ def adaptive_decision(
     seen = f"{ADAPTIVE_MEMORY.days} days"
     learning_until = scaling_on_since + ADAPTIVE_LEARNING
     base = decision.reason.split("; pace ")[0]
+    short = numbers_short(turned_away=turned_away, lease=lease, interval=interval)
+    minutes = f"a {_minutes(lease)} lease per {_minutes(interval)} interval each"
+    shortfall = f"about {short} number{'' if short == 1 else 's'} short ({minutes})"
     if now < learning_until:
-        wanted = ADAPTIVE_STEP_MAX
+        wanted = min(ADAPTIVE_STEP_MAX, short)
         reason = (
-            f"{base}; adaptive: {visitors} in the pool's first {ADAPTIVE_LEARNING.days} days of "
-            f"auto-scaling (on {_ago(scaling_on_since, now)}): it learns its traffic at "
+            f"{base}; adaptive: {visitors}, {shortfall}, in the pool's first {ADAPTIVE_LEARNING.days} "
+            f"days of auto-scaling (on {_ago(scaling_on_since, now)}): it learns its traffic at up to "
             f"{ADAPTIVE_STEP_MAX} numbers per interval"
         )
     elif size < largest_recent:
-        wanted = min(ADAPTIVE_STEP_MAX, largest_recent - size)
+        wanted = min(ADAPTIVE_STEP_MAX, short, largest_recent - size)
         reason = (
-            f"{base}; adaptive: {visitors}, and it held {largest_recent} numbers at once in the last "
-            f"{seen}: it regrows towards them at up to {ADAPTIVE_STEP_MAX} per interval"
+            f"{base}; adaptive: {visitors}, {shortfall}, and it held {largest_recent} numbers at once "
+            f"in the last {seen}: it regrows towards them at up to {ADAPTIVE_STEP_MAX} per interval"
         )
     else:
         needed = shortage_of(size)
@@ -207,3 +222,8 @@ def adaptive_decision(
     if grow_by < wanted:
         reason += f"; {grow_by} left before the maximum size of {max_size}"
     return GrowthDecision(GrowthVerdict.GROW, grow_by, reason, decision.next_allowed_at)
+
+
+def _minutes(span: timedelta) -> str:
+    minutes = span.total_seconds() / 60
+    return f"{minutes:g} min"

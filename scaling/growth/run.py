@@ -345,6 +345,8 @@ def plan_for(
             now=now,
             scaling_on_since=state.scaling_on_since,
             largest_recent=largest_recent(pool, now=now),
+            lease=timedelta(seconds=pool.lease_seconds),
+            interval=pace_of(current).interval,
         )
     return PoolGrowthPlan(
         pool=pool, decision=decision, size=size, overflows=overflows, turned_away=turned_away or 0

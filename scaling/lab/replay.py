@@ -52,6 +52,7 @@ class LabPolicy:
     adaptive: bool = False
     min_size: int = 1
     max_size: int | None = None
+    lease: timedelta = timedelta(minutes=30)  # the pool's lease (the adaptive policy sizes by it)
 
 
 @dataclass
@@ -292,6 +293,8 @@ def replay(
                     now=moment(now),
                     scaling_on_since=scaling_on_since,
                     largest_recent=pool.largest_recent(now),
+                    lease=policy.lease,
+                    interval=policy.pace.interval,
                 )
             if decision.verdict == GrowthVerdict.GROW:
                 grow_by = decision.grow_by

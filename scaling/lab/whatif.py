@@ -144,6 +144,7 @@ def _recommend(*, pool: RingPool, now: datetime, size: int, cost_each: Decimal) 
         adaptive=other == ScalingPolicy.ADAPTIVE,
         min_size=pool.min_size,
         max_size=pool.max_size,
+        lease=timedelta(seconds=pool.lease_seconds),
     )
     # From today's size, which the pool has learnt: no learning week in the what-if.
     learnt = start - ADAPTIVE_LEARNING

@@ -110,7 +110,11 @@ class Command(BaseCommand):
 
     def _policy(self, options: dict[str, Any]) -> tuple[LabPolicy, ZoneInfo]:
         name = options["policy"]
-        sizes = {"min_size": options["min_size"], "max_size": options["max_size"]}
+        sizes = {
+            "min_size": options["min_size"],
+            "max_size": options["max_size"],
+            "lease": timedelta(minutes=options["lease_minutes"]),
+        }
         if name == ScalingPolicy.SEED:
             return LabPolicy("seed", **sizes), ZoneInfo("UTC")
         if name == ScalingPolicy.ADAPTIVE:

@@ -1,5 +1,6 @@
-"""The adaptive policy's growth in the real grow pass (issue 22): five numbers an interval in a pool's
-first week of auto-scaling and back up to the most it held in 90 days; beyond it, the pace's step and
+"""The adaptive policy's growth in the real grow pass (issue 22): the numbers its visitors turned away
+were short (a lease per interval each), at most five an interval, in a pool's first week of
+auto-scaling and back up to the most it held in 90 days; beyond it, the pace's step and
 only for a shortage (4 % of the pool turned away since the last growth, counted from the hourly
 figures: overflows a growth answered, and a waiting visitor's keep-alives, are not counted again)."""
 
@@ -24,9 +25,9 @@ pytestmark = pytest.mark.django_db
 LONG_AGO = T0 - timedelta(days=200)
 
 
-def pool_under(policy: str, *, numbers: int = 1, learnt: bool = False) -> RingPool:
+def pool_under(policy: str, *, numbers: int = 1, learnt: bool = False, lease_seconds: int = 1800) -> RingPool:
     """A pool of `numbers` numbers bought long ago; `learnt`: auto-scaling on for it for 8 days."""
-    pool = factories.RingPoolFactory(area_code="805", region="CA", max_size=200)
+    pool = factories.RingPoolFactory(area_code="805", region="CA", max_size=200, lease_seconds=lease_seconds)
     factories.AutoScalingSettingsFactory(account=pool.account, policy=policy)
     for _ in range(numbers):
         factories.PromoNumberFactory(pool=pool, acquired_at=LONG_AGO)
@@ -49,12 +50,26 @@ def test_in_its_first_week_a_pool_learns_its_traffic_five_numbers_an_interval():
     report = grow(minutes(0.5))
     assert {plan.pool.pk: plan.added for plan in report.plans} == {adaptive.pk: 5, seed.pk: 1}
     reason = events(adaptive, EventKind.NUMBER_ADDED)[-1].reason
-    assert "1 visitor turned away since the last growth in the pool's first 7 days of auto-scaling" in reason
+    assert (
+        "adaptive: 1 visitor turned away since the last growth, about 6 numbers short (a 30 min lease per "
+        "5 min interval each), in the pool's first 7 days of auto-scaling"
+    ) in reason
     # The pace still decides when: nothing before the interval is over, whatever is turned away.
     turn_away(adaptive, 4, minutes(2))
     assert grow(minutes(2.5)).added == 0
     assert grow(minutes(5.5)).added == 5
     assert size(adaptive) == 11
+
+
+def test_with_a_five_minute_lease_each_visitor_turned_away_was_one_number_short():
+    pool = pool_under(ScalingPolicy.ADAPTIVE, lease_seconds=300)
+    turn_away(pool, 1, minutes(0))
+    assert grow(minutes(0.5)).added == 1
+    turn_away(pool, 3, minutes(5))
+    assert grow(minutes(5.5)).added == 3
+    assert "about 3 numbers short (a 5 min lease per 5 min interval each)" in (
+        events(pool, EventKind.NUMBER_ADDED)[-1].reason
+    )
 
 
 def test_after_its_first_week_a_pool_regrows_fast_only_to_the_most_it_held_in_90_days():

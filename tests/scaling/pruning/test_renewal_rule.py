@@ -99,7 +99,9 @@ ON = NOW - timedelta(days=30)  # auto-scaling on for the pool a month ago: its f
 DUE = GrowthDecision(GrowthVerdict.GROW, 1, "overflow presented 10 s ago; pace 1 per 5 min", None)
 
 
-def grown(*, turned_away=1, size=10, max_size=1000, on=ON, largest=0, decision=DUE) -> GrowthDecision:
+def grown(
+    *, turned_away=1, size=10, max_size=1000, on=ON, largest=0, decision=DUE, lease_minutes=30
+) -> GrowthDecision:
     return adaptive_decision(
         decision,
         turned_away=turned_away,
@@ -108,6 +110,8 @@ def grown(*, turned_away=1, size=10, max_size=1000, on=ON, largest=0, decision=D
         now=NOW,
         scaling_on_since=on,
         largest_recent=largest,
+        lease=timedelta(minutes=lease_minutes),
+        interval=timedelta(minutes=5),
     )
 
 
@@ -123,12 +127,27 @@ def test_in_its_first_week_a_pool_grows_five_an_interval_for_any_visitor_turned_
     decision = grown(on=on, turned_away=1, size=100)
     if learning:
         assert (decision.verdict, decision.grow_by) == (GrowthVerdict.GROW, 5)
-        assert "in the pool's first 7 days of auto-scaling" in decision.reason
-        assert "it learns its traffic at 5 numbers per interval" in decision.reason
+        assert "1 visitor turned away since the last growth, about 6 numbers short" in decision.reason
+        assert "(a 30 min lease per 5 min interval each), in the pool's first 7 days" in decision.reason
+        assert "it learns its traffic at up to 5 numbers per interval" in decision.reason
     else:  # beyond the 0 it held: 1 turned away is no shortage for a pool of 100 (4 % of it: 4)
         assert (decision.verdict, decision.grow_by) == (GrowthVerdict.WAIT, 0)
     assert grown(on=NOW, size=48, max_size=50).grow_by == 2  # the maximum size still holds
     assert "2 left before the maximum size of 50" in grown(on=NOW, size=48, max_size=50).reason
+
+
+@pytest.mark.parametrize(
+    ("turned_away", "lease_minutes", "grows"),
+    [(1, 5, 1), (3, 5, 3), (1, 1, 1), (2, 10, 4), (3, 10, 5), (1, 30, 5), (0, 30, 1)],
+)
+def test_fast_growth_is_the_numbers_the_visitors_turned_away_were_short_at_most_5(
+    turned_away, lease_minutes, grows
+):
+    # Each visitor turned away would have held a number for its lease: lease / interval numbers short.
+    # None turned away (only a waiting visitor's keep-alives): the overflow still counts as one.
+    for on, largest in ((NOW, 0), (ON, 100)):  # learning, and regrowing towards 100
+        decision = grown(on=on, largest=largest, turned_away=turned_away, lease_minutes=lease_minutes)
+        assert (decision.verdict, decision.grow_by) == (GrowthVerdict.GROW, grows)
 
 
 @pytest.mark.parametrize(("size", "largest", "grows"), [(10, 30, 5), (27, 30, 3), (29, 30, 1)])
