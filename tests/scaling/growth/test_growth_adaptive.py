@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import time_machine
 
 from ringpools.choices import NumberState, PresentationKind
 from ringpools.handout import present_number
@@ -16,7 +17,8 @@ from ringpools.models import PoolHourlyFigures, RingPool
 from ringpools.selectors import handout_pool
 from scaling.choices import EventKind, ScalingPolicy
 from scaling.growth.outlook import growth_outlook
-from scaling.models import PoolGrowth
+from scaling.models import CarrierOrder, PoolGrowth
+from scaling.tasks import grow_ringpools
 from tests import factories
 from tests.scaling.growth.test_growth import T0, events, grow, minutes, overflow, size, stock
 
@@ -137,3 +139,17 @@ def test_a_waiting_visitors_keep_alives_are_overflows_but_not_more_visitors_turn
     assert grow(minutes(4.5)).added == 0  # two visitors turned away, not five
     turn_away(pool, 1, minutes(4.6))
     assert grow(minutes(4.75)).added == 1
+
+
+def test_beats_pass_ends_the_learning_week_at_exactly_7_days(django_capture_on_commit_callbacks):
+    at = minutes(30)
+    learning = pool_under(ScalingPolicy.ADAPTIVE)
+    learnt = pool_under(ScalingPolicy.ADAPTIVE)
+    PoolGrowth.objects.filter(pool=learning).update(scaling_on_since=at - timedelta(days=7, seconds=-1))
+    PoolGrowth.objects.filter(pool=learnt).update(scaling_on_since=at - timedelta(days=7))
+    for pool in (learning, learnt):
+        turn_away(pool, 1, at - timedelta(seconds=10))
+    with time_machine.travel(at, tick=False), django_capture_on_commit_callbacks(execute=False):
+        assert grow_ringpools() == 5 + 1
+    orders = {pool.pk: CarrierOrder.objects.filter(pool=pool).count() for pool in (learning, learnt)}
+    assert orders == {learning.pk: 5, learnt.pk: 1}  # learnt: beyond the one number it ever held
