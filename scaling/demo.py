@@ -253,7 +253,10 @@ def _grow_pass(now: datetime, carrier: Carrier, summary: HistorySummary) -> bool
     report = ringpools_grow(now=now, carrier=carrier)
     summary.grow_passes += 1
     summary.numbers_added += report.added
-    return any(plan.decision.verdict == GrowthVerdict.WAIT for plan in report.plans)
+    return any(
+        plan.decision.verdict == GrowthVerdict.WAIT and plan.decision.next_allowed_at is not None
+        for plan in report.plans
+    )
 
 
 def _prune_pass(now: datetime, carrier: Carrier, summary: HistorySummary) -> None:

@@ -15,6 +15,9 @@ from scaling.spans import ago as _ago
 # Beat sends the pass about every minute, a little early or late: a pass this close to the end of the
 # interval counts as at it, so "one per five minutes" does not drift to one per six.
 PASS_SLACK = timedelta(seconds=10)
+# How far back "the visitors turned away since the last growth" reach (the grow pass reads that many
+# hours of the hourly figures): a shortage is a day's, not a month's.
+TURNED_AWAY_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,8 @@ class GrowthPace:
 
 class GrowthVerdict(StrEnum):
     GROW = "grow"
-    WAIT = "wait"  # overflowed, but the interval (or a retry back-off) is not over
+    WAIT = "wait"  # overflowed, but the interval (or a retry back-off) is not over, or (adaptive) too few
+    # visitors were turned away for a shortage: then no time is set, the next overflow may decide
     CAP = "cap"  # overflowed at the pool's maximum size
     IDLE = "idle"  # no overflow that counts
 
@@ -111,7 +115,7 @@ def growth_step_size(*, size: int, pace: GrowthPace) -> int:
 # --- The adaptive policy's growth ------------------------------------------------------------------
 # Fast where the pool's size does not yet, or no longer, reflect its traffic; the account's pace
 # beyond, and only for a shortage (docs/policy-lab.md measures each choice):
-#  - in its first ADAPTIVE_LEARNING of auto-scaling a pool's size is only where it started: it grows
+#  - in its first ADAPTIVE_LEARNING (from its creation) a pool's size is only where it started: it grows
 #    by the numbers it was short — each visitor turned away in an interval would have held a number
 #    for its lease, so was about lease / interval numbers short (Little's law) — at most
 #    ADAPTIVE_STEP_MAX an interval: it learns its weekly cycle in days instead of weeks;
@@ -172,29 +176,29 @@ def adaptive_decision(
     size: int,
     max_size: int,
     now: datetime,
-    scaling_on_since: datetime,
+    created_at: datetime,
     largest_recent: int,
     lease: timedelta,
     interval: timedelta,
 ) -> GrowthDecision:
     """The adaptive policy's growth: the seed rule's decision (when, and whether the pool may), sized
-    by where the pool stands: learning its traffic (its first week), regrowing to the `largest_recent`
-    numbers it held in the last ADAPTIVE_MEMORY, or beyond it (the pace, for a shortage only)."""
+    by where the pool stands: learning its traffic (its first week from `created_at`), regrowing to
+    the `largest_recent` numbers it held in the last ADAPTIVE_MEMORY (not read while it learns), or
+    beyond it (the pace, for a shortage only)."""
     if decision.verdict != GrowthVerdict.GROW:
         return decision
     room = max_size - size
     visitors = f"{turned_away} visitor{'' if turned_away == 1 else 's'} turned away since the last growth"
     seen = f"{ADAPTIVE_MEMORY.days} days"
-    learning_until = scaling_on_since + ADAPTIVE_LEARNING
     base = decision.reason.split("; pace ")[0]
     short = numbers_short(turned_away=turned_away, lease=lease, interval=interval)
     minutes = f"a {_minutes(lease)} lease per {_minutes(interval)} interval each"
     shortfall = f"about {short} number{'' if short == 1 else 's'} short ({minutes})"
-    if now < learning_until:
+    if is_learning(created_at=created_at, now=now):
         wanted = min(ADAPTIVE_STEP_MAX, short)
         reason = (
             f"{base}; adaptive: {visitors}, {shortfall}, in the pool's first {ADAPTIVE_LEARNING.days} "
-            f"days of auto-scaling (on {_ago(scaling_on_since, now)}): it learns its traffic at up to "
+            f"days (created {_ago(created_at, now)}): it learns its traffic at up to "
             f"{ADAPTIVE_STEP_MAX} numbers per interval"
         )
     elif size < largest_recent:
@@ -227,3 +231,8 @@ def adaptive_decision(
 def _minutes(span: timedelta) -> str:
     minutes = span.total_seconds() / 60
     return f"{minutes:g} min"
+
+
+def is_learning(*, created_at: datetime, now: datetime) -> bool:
+    """Whether a pool created at `created_at` is still in its learning week."""
+    return now < created_at + ADAPTIVE_LEARNING

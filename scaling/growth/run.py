@@ -35,11 +35,13 @@ from scaling.audit import scaling_event_record
 from scaling.choices import EventKind, OrderKind, OrderState, ScalingPolicy, Trigger
 from scaling.growth.rule import (
     ADAPTIVE_MEMORY,
+    TURNED_AWAY_WINDOW,
     GrowthDecision,
     GrowthPace,
     GrowthVerdict,
     adaptive_decision,
     growth_decide,
+    is_learning,
     largest_held,
 )
 from scaling.models import AutoScalingSettings, CarrierOrder, PoolGrowth
@@ -50,7 +52,7 @@ from scaling.supply.outbox import MATCH_SLOT, carrier_orders_run
 log = logging.getLogger(__name__)
 
 # How far back the "overflows since the last growth" figure reads the hourly counts.
-OVERFLOW_FIGURES_WINDOW = timedelta(hours=24)
+OVERFLOW_FIGURES_WINDOW = TURNED_AWAY_WINDOW
 # The plan lists at most this many pools that overflowed but do not auto-scale (with the reason).
 EXPLAINED_OFF_LIMIT = 50
 
@@ -343,8 +345,11 @@ def plan_for(
             size=size,
             max_size=pool.max_size,
             now=now,
-            scaling_on_since=state.scaling_on_since,
-            largest_recent=largest_recent(pool, now=now),
+            created_at=pool.created_at,
+            # Not read while the pool learns: spare the query.
+            largest_recent=0
+            if is_learning(created_at=pool.created_at, now=now)
+            else largest_recent(pool, now=now),
             lease=timedelta(seconds=pool.lease_seconds),
             interval=pace_of(current).interval,
         )

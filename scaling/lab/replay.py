@@ -23,6 +23,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from ringpools.order import handout_rank
 from scaling.growth.rule import (
     ADAPTIVE_MEMORY,
+    TURNED_AWAY_WINDOW,
     GrowthPace,
     GrowthVerdict,
     adaptive_decision,
@@ -41,6 +42,7 @@ BILLING_PERIOD = BILLING_PERIOD_SPAN.total_seconds()
 PRUNE_AT = timedelta(minutes=15)
 RENEWAL_NOTICE = MINUTE  # a renewal decided in the minute before it falls due
 MEMORY = ADAPTIVE_MEMORY.total_seconds()
+WINDOW = TURNED_AWAY_WINDOW.total_seconds()
 
 
 @dataclass(frozen=True)
@@ -226,11 +228,12 @@ def replay(
     start_size: int = 5,
     cooldown_seconds: float = 900.0,
     progress: Callable[[float], None] | None = None,
-    scaling_on_since: datetime | None = None,
+    created_at: datetime | None = None,
 ) -> ReplayResult:
-    """Play `visitors` through one pool of `start_size` numbers under `policy`. Auto-scaling is on
-    for the pool from `scaling_on_since` (default: `start`, a new pool, in its learning week)."""
-    scaling_on_since = scaling_on_since or start
+    """Play `visitors` through one pool of `start_size` numbers under `policy`. The pool was created
+    at `created_at` (default: `start`, a new pool, in its learning week); auto-scaling is on for it
+    from `start`."""
+    created_at = created_at or start
     began = time.perf_counter()
     result = ReplayResult(policy=policy.name, start_size=start_size, days=visitors.seconds / DAY)
     pool = _Pool(cooldown=cooldown_seconds)
@@ -251,7 +254,7 @@ def replay(
         buy(0.0)
     last_overflow: float | None = None
     last_grown: float | None = None
-    turned_away = 0  # since the last growth
+    turned_away: deque[float] = deque()  # when, since the last growth (the last TURNED_AWAY_WINDOW)
     peaks: deque[int] = deque(maxlen=int(RENEWAL_PEAK_WINDOW / timedelta(hours=1)))  # busiest per hour
     hour_peak = 0
     next_hour = HOUR
@@ -267,7 +270,7 @@ def replay(
             pool.last_called[called] = at if previous is None else max(previous, at)
 
     def tick(now: float) -> None:
-        nonlocal last_grown, turned_away, next_prune, hour_peak, next_hour
+        nonlocal last_grown, next_prune, hour_peak, next_hour
         calls_made(now)
         if now >= next_hour:
             peaks.append(hour_peak)
@@ -285,13 +288,15 @@ def replay(
                 now=moment(now),
             )
             if policy.adaptive and decision.verdict == GrowthVerdict.GROW:
+                while turned_away and turned_away[0] < now - WINDOW:  # the pass reads a day of figures
+                    turned_away.popleft()
                 decision = adaptive_decision(
                     decision,
-                    turned_away=turned_away,
+                    turned_away=len(turned_away),
                     size=pool.size,
                     max_size=max_size,
                     now=moment(now),
-                    scaling_on_since=scaling_on_since,
+                    created_at=created_at,
                     largest_recent=pool.largest_recent(now),
                     lease=policy.lease,
                     interval=policy.pace.interval,
@@ -301,7 +306,8 @@ def replay(
                 for _ in range(grow_by):
                     buy(now)
                 result.added[month_of(now)] += grow_by
-                last_grown, turned_away = now, 0
+                last_grown = now
+                turned_away.clear()
         if policy.adaptive:
             while renewals and renewals[0][0] <= now + RENEWAL_NOTICE:
                 due, number = heapq.heappop(renewals)
@@ -335,7 +341,7 @@ def replay(
             result.overflows += 1
             result.overflows_per_day[int(arrival // DAY)] += 1
             last_overflow = arrival
-            turned_away += 1
+            turned_away.append(arrival)
             continue
         result.presentations += 1
         in_use = len(pool.holds)

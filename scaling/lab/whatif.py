@@ -148,9 +148,7 @@ def _recommend(*, pool: RingPool, now: datetime, size: int, cost_each: Decimal) 
     )
     # From today's size, which the pool has learnt: no learning week in the what-if.
     learnt = start - ADAPTIVE_LEARNING
-    result = replay(
-        visitors, policy=policy, start=start, tz=zone, start_size=max(size, 1), scaling_on_since=learnt
-    )
+    result = replay(visitors, policy=policy, start=start, tz=zone, start_size=max(size, 1), created_at=learnt)
     what_ifs.append(_what_if(f"{policy.name} policy, from {size} numbers", result, cost_each))
     return Recommendation(size, recommended, busiest, turned_away, len(visitors), reason, tuple(what_ifs))
 

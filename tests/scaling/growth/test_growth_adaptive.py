@@ -17,7 +17,7 @@ from ringpools.models import PoolHourlyFigures, RingPool
 from ringpools.selectors import handout_pool
 from scaling.choices import EventKind, ScalingPolicy
 from scaling.growth.outlook import growth_outlook
-from scaling.models import CarrierOrder, PoolGrowth
+from scaling.models import CarrierOrder
 from scaling.tasks import grow_ringpools
 from tests import factories
 from tests.scaling.growth.test_growth import T0, events, grow, minutes, overflow, size, stock
@@ -28,7 +28,8 @@ LONG_AGO = T0 - timedelta(days=200)
 
 
 def pool_under(policy: str, *, numbers: int = 1, learnt: bool = False, lease_seconds: int = 1800) -> RingPool:
-    """A pool of `numbers` numbers bought long ago; `learnt`: auto-scaling on for it for 8 days."""
+    """A pool of `numbers` numbers bought long ago, auto-scaling on for it from a minute before T0;
+    `learnt`: created 8 days before (else: in its first week)."""
     pool = factories.RingPoolFactory(area_code="805", region="CA", max_size=200, lease_seconds=lease_seconds)
     factories.AutoScalingSettingsFactory(account=pool.account, policy=policy)
     for _ in range(numbers):
@@ -36,7 +37,9 @@ def pool_under(policy: str, *, numbers: int = 1, learnt: bool = False, lease_sec
     stock(30)
     grow(minutes(-1))  # the first pass sees auto-scaling on for the pool
     if learnt:
-        PoolGrowth.objects.filter(pool=pool).update(scaling_on_since=minutes(-8 * 24 * 60))
+        RingPool.objects.filter(pk=pool.pk).update(created_at=minutes(-8 * 24 * 60))
+    else:
+        RingPool.objects.filter(pk=pool.pk).update(created_at=minutes(-2))
     return pool
 
 
@@ -54,7 +57,7 @@ def test_in_its_first_week_a_pool_learns_its_traffic_five_numbers_an_interval():
     reason = events(adaptive, EventKind.NUMBER_ADDED)[-1].reason
     assert (
         "adaptive: 1 visitor turned away since the last growth, about 6 numbers short (a 30 min lease per "
-        "5 min interval each), in the pool's first 7 days of auto-scaling"
+        "5 min interval each), in the pool's first 7 days (created 2 min 30 s ago)"
     ) in reason
     # The pace still decides when: nothing before the interval is over, whatever is turned away.
     turn_away(adaptive, 4, minutes(2))
@@ -99,14 +102,20 @@ def test_after_its_first_week_a_pool_regrows_fast_only_to_the_most_it_held_in_90
     assert "a shortage beyond the 8 numbers it held at once in the last 90 days; pace 1 per 5 min" in reason
 
 
-def test_numbers_released_more_than_90_days_ago_are_forgotten():
+@pytest.mark.parametrize(
+    ("released_before", "added"), [(timedelta(days=90), 1), (timedelta(days=90, seconds=-1), 5)]
+)
+def test_numbers_released_90_days_ago_are_forgotten(released_before, added):
     pool = pool_under(ScalingPolicy.ADAPTIVE, numbers=2, learnt=True)
     for _ in range(6):
         factories.PromoNumberFactory(
-            pool=pool, acquired_at=LONG_AGO, state=NumberState.RELEASED, released_at=T0 - timedelta(days=91)
+            pool=pool,
+            acquired_at=LONG_AGO,
+            state=NumberState.RELEASED,
+            released_at=minutes(0.5) - released_before,
         )
     turn_away(pool, 1, minutes(0))
-    assert grow(minutes(0.5)).added == 1
+    assert grow(minutes(0.5)).added == added
 
 
 def test_beyond_the_most_it_held_a_large_pool_waits_for_a_shortage_and_says_so():
@@ -145,8 +154,8 @@ def test_beats_pass_ends_the_learning_week_at_exactly_7_days(django_capture_on_c
     at = minutes(30)
     learning = pool_under(ScalingPolicy.ADAPTIVE)
     learnt = pool_under(ScalingPolicy.ADAPTIVE)
-    PoolGrowth.objects.filter(pool=learning).update(scaling_on_since=at - timedelta(days=7, seconds=-1))
-    PoolGrowth.objects.filter(pool=learnt).update(scaling_on_since=at - timedelta(days=7))
+    RingPool.objects.filter(pk=learning.pk).update(created_at=at - timedelta(days=7, seconds=-1))
+    RingPool.objects.filter(pk=learnt.pk).update(created_at=at - timedelta(days=7))
     for pool in (learning, learnt):
         turn_away(pool, 1, at - timedelta(seconds=10))
     with time_machine.travel(at, tick=False), django_capture_on_commit_callbacks(execute=False):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import random
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ringpools.order import handout_rank
+from scaling.growth.rule import ADAPTIVE_MEMORY, largest_held
 from scaling.lab.replay import LabPolicy, _Pool, month_ends, replay
 from scaling.lab.traffic import TraceError, TrafficModel, Visitors, trace_read, visitors_draw
 
@@ -117,19 +119,56 @@ def test_the_adaptive_policy_learns_a_new_pools_traffic_five_numbers_an_interval
         start=START,
         tz=UTC,
         start_size=1,
-        scaling_on_since=START - timedelta(days=7),
+        created_at=START - timedelta(days=7),
     )
     assert (learnt.overflows, sum(learnt.added.values())) == (2, 1)
 
 
 def test_the_adaptive_policy_regrows_fast_to_what_it_held_before_its_renewals_released_it():
     # Ten numbers idle for a month: the renewal on day 30 keeps one. Three visitors at once on day 40
-    # find it held: the pool held ten 10 days ago, so it regrows five at once (the seed's rule: one).
+    # find it held: the pool held ten 10 days ago, so it regrows five at once.
     day40 = 40 * DAY
     traffic = visitors(day40, day40 + 1, day40 + 2, seconds=41 * DAY)
     adaptive = replay(traffic, policy=LabPolicy("a", adaptive=True), start=START, tz=UTC, start_size=10)
     assert sum(adaptive.removed.values()) == 9
     assert (adaptive.overflows, adaptive.final_size) == (2, 1 + 5)
+
+
+def test_beyond_what_it_held_a_pool_of_30_grows_only_for_two_visitors_turned_away_within_a_day():
+    def rush(at: float) -> list[float]:  # 31 visitors at once on 30 numbers: one turned away
+        return [at + i / 100 for i in range(31)]
+
+    day8 = 8 * DAY
+    policy = LabPolicy("a", adaptive=True)
+    one = replay(visitors(*rush(day8)), policy=policy, start=START, tz=UTC, start_size=30)
+    assert (one.overflows, sum(one.added.values())) == (1, 0)  # 4 % of 30: a shortage is 2
+    two = replay(visitors(*rush(day8), day8 + 600), policy=policy, start=START, tz=UTC, start_size=30)
+    assert (two.overflows, sum(two.added.values())) == (2, 1)
+    # The second a day and a half later: the first is no longer "since the last growth" within a day.
+    apart = replay(
+        visitors(*rush(day8), *rush(day8 + 1.5 * DAY)), policy=policy, start=START, tz=UTC, start_size=30
+    )
+    assert (apart.overflows, sum(apart.added.values())) == (2, 0)
+
+
+def test_the_replays_largest_recent_is_largest_held_over_its_numbers_at_every_moment():
+    # Its cached answer, kept until the pool changes or a counted release leaves the 90 days, equals
+    # the rule's function over every number, asked afresh; time only moves on, as in a replay.
+    rng = random.Random(7)
+    pool = _Pool(cooldown=900.0)
+    memory = ADAPTIVE_MEMORY.total_seconds()
+    now = 0.0
+    for _ in range(600):
+        now += rng.choice([rng.uniform(0, DAY), rng.uniform(0, 40 * DAY)])
+        expected = largest_held(zip(pool.acquired, pool.released, strict=True), since=now - memory)
+        assert pool.largest_recent(now) == expected
+        active = list(pool.numbers())
+        if rng.random() < 0.3:
+            continue  # no change: the next question may only find the window moved
+        if active and rng.random() < 0.45:
+            pool.release(rng.choice(active), now)
+        else:
+            pool.add(now)
 
 
 def test_numbers_are_billed_per_started_30_days_until_released():

@@ -95,8 +95,10 @@ def test_the_pool_keeps_its_need_and_its_minimum_size():
     assert not renewal_release_decide(number=use(), now=NOW, size=5, min_size=5, peak_in_use=0).goes
 
 
-ON = NOW - timedelta(days=30)  # auto-scaling on for the pool a month ago: its first week is over
-DUE = GrowthDecision(GrowthVerdict.GROW, 1, "overflow presented 10 s ago; pace 1 per 5 min", None)
+ON = NOW - timedelta(days=30)  # the pool was created a month ago: its first week is over
+DUE = GrowthDecision(
+    GrowthVerdict.GROW, 1, "overflow presented 10 s ago; pace 1 per 5 min", NOW + timedelta(minutes=5)
+)
 
 
 def grown(
@@ -108,7 +110,7 @@ def grown(
         size=size,
         max_size=max_size,
         now=NOW,
-        scaling_on_since=on,
+        created_at=on,
         largest_recent=largest,
         lease=timedelta(minutes=lease_minutes),
         interval=timedelta(minutes=5),
@@ -120,13 +122,14 @@ def grown(
     [
         (NOW, True),
         (NOW - timedelta(days=7) + timedelta(seconds=1), True),
-        (NOW - timedelta(days=7), False),  # exactly a week: learnt
+        (NOW - timedelta(days=7), False),  # exactly a week after its creation: learnt
     ],
 )
 def test_in_its_first_week_a_pool_grows_five_an_interval_for_any_visitor_turned_away(on, learning):
     decision = grown(on=on, turned_away=1, size=100)
     if learning:
         assert (decision.verdict, decision.grow_by) == (GrowthVerdict.GROW, 5)
+        assert decision.next_allowed_at == NOW + timedelta(minutes=5)
         assert "1 visitor turned away since the last growth, about 6 numbers short" in decision.reason
         assert "(a 30 min lease per 5 min interval each), in the pool's first 7 days" in decision.reason
         assert "it learns its traffic at up to 5 numbers per interval" in decision.reason
@@ -178,6 +181,7 @@ def test_beyond_the_most_it_held_a_pool_grows_at_the_pace_only_for_a_shortage(si
     decision = grown(size=size, largest=size, turned_away=turned_away)
     if grows:
         assert (decision.verdict, decision.grow_by) == (GrowthVerdict.GROW, 1)  # the pace's step
+        assert decision.next_allowed_at == NOW + timedelta(minutes=5)  # the pace's next interval
         assert decision.reason.endswith("; pace 1 per 5 min")
         assert f"a shortage beyond the {size} numbers it held at once in the last 90 days" in decision.reason
     else:
