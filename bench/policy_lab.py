@@ -3,7 +3,7 @@ the NASA-HTTP 1995 trace played three times (176 days, one visitor per 10 reques
 product's own rules (scaling.lab), for three seeds; and the replay's speed.
 
     python bench/policy_lab.py [--trace bench/traces/nasa-http-1995-per-second.tbz2] [--repeat 3]
-                               [--seeds 1,2,3] [--json]
+                               [--seeds 1,2,3] [--json] [--robustness | --held-out]
 
 No database: the replay keeps one pool in memory. Prints per seed the overflow %, number-months
 billed, and both as ratios to the seed's rule of the same seed (the same visitors); then the replay's
@@ -63,9 +63,14 @@ def main() -> None:
         action="store_true",
         help="instead: the seed's rule and the adaptive policy on the trace cut, scaled and shifted",
     )
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="instead: the same on traffics measured only after the policy's parameters were chosen",
+    )
     args = parser.parse_args()
-    if args.robustness:
-        robustness(Path(args.trace))
+    if args.robustness or args.held_out:
+        robustness(Path(args.trace), held_out=args.held_out)
         return
     began = time.perf_counter()
     requests = trace_read(Path(args.trace))
@@ -99,12 +104,13 @@ def main() -> None:
         print(json.dumps(rows))
 
 
-def robustness(trace: Path) -> None:
-    """The adaptive policy on traffic it was not tuned on (docs/policy-lab.md)."""
+def robustness(trace: Path, *, held_out: bool = False) -> None:
+    """The adaptive policy on traffic it was not tuned on (docs/policy-lab.md); `held_out`: on the
+    traffics first measured after its parameters were chosen."""
     import numpy as np
 
     requests = trace_read(trace)
-    half = requests.size // 2
+    half, day = requests.size // 2, 86400
     cases = [(f"NASA x3, seed {seed}", requests, 3, 10.0, seed) for seed in (1, 2, 3)] + [
         ("first half (29 days) x6", requests[:half], 6, 10.0, 1),
         ("second half x6", requests[half:], 6, 10.0, 1),
@@ -119,6 +125,18 @@ def robustness(trace: Path) -> None:
         ("first 20 days x9 (the spike every 20 days)", requests[: 20 * 86400], 9, 10.0, 1),
         ("days 10-45 x5 (the spike in the first week)", requests[10 * 86400 : 45 * 86400], 5, 10.0, 1),
     ]
+    if held_out:
+        cases = [(f"NASA x3, seed {seed}", requests, 3, 10.0, seed) for seed in (4, 5)] + [
+            (f"NASA x3, {hits:g} hits per visit", requests, 3, hits, 1) for hits in (7.0, 15.0, 50.0)
+        ]
+        cases += [
+            ("NASA x3, shifted 1 day", np.roll(requests, day), 3, 10.0, 1),
+            ("NASA x3, shifted 5 days", np.roll(requests, 5 * day), 3, 10.0, 1),
+            ("days 15-45 x6 (a 30-day cycle)", requests[15 * day : 45 * day], 6, 10.0, 1),
+            ("first half x6, seed 2", requests[:half], 6, 10.0, 2),
+            ("second half x6, 30 hits per visit", requests[half:], 6, 30.0, 1),
+            ("NASA x2", requests, 2, 10.0, 1),
+        ]
     seed_rule, adaptive = POLICIES[0], POLICIES[-1]
     heading = f"{'traffic':<48} {'seed: overflow, months':>24} {'adaptive: overflow, months':>28}"
     print(f"{heading} {'x overflow':>11} {'x months':>9}")
