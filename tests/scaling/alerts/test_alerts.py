@@ -147,6 +147,24 @@ def test_growth_behind_opens_only_after_its_grace_and_leaves_nothing_when_it_end
     assert list(Alert.objects.values_list("kind", flat=True)) == [AlertKind.GROWTH_BEHIND]  # the first only
 
 
+def test_an_adaptive_pool_waiting_for_a_shortage_is_not_behind_until_it_has_one():
+    pool = factories.RingPoolFactory(max_size=100, created_at=T0 - timedelta(days=60))
+    factories.AutoScalingSettingsFactory(account=pool.account, policy="adaptive")
+    for _ in range(30):  # a shortage: 2 visitors turned away (4 % of 30)
+        factories.PromoNumberFactory(pool=pool, acquired_at=T0 - timedelta(days=60))
+    PoolGrowth.objects.create(
+        pool=pool, scaling_on_since=T0 - timedelta(days=1), last_grown_at=T0 - timedelta(hours=1)
+    )
+    type(pool).objects.filter(pk=pool.pk).update(last_overflow_at=T0)
+    figures = PoolHourlyFigures.objects.create(pool=pool, hour=hour_of(T0), overflows=1, turned_away=1)
+    check(T0)
+    check(T0 + timedelta(minutes=30))
+    assert not Alert.objects.filter(kind=AlertKind.GROWTH_BEHIND).exists()
+    PoolHourlyFigures.objects.filter(pk=figures.pk).update(overflows=2, turned_away=2)
+    check(T0 + timedelta(minutes=31))
+    assert Alert.objects.get(kind=AlertKind.GROWTH_BEHIND).opened_at is None  # due now: pending its grace
+
+
 def purchase(pool, **fields) -> CarrierOrder:
     defaults = dict(
         kind=OrderKind.PURCHASE,
