@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from scaling.choices import GrowthMode
 from scaling.spans import ago as _ago
+from scaling.spans import span
 
 # Beat sends the pass about every minute, a little early or late: a pass this close to the end of the
 # interval counts as at it, so "one per five minutes" does not drift to one per six.
@@ -192,7 +193,7 @@ def adaptive_decision(
     seen = f"{ADAPTIVE_MEMORY.days} days"
     base = decision.reason.split("; pace ")[0]
     short = numbers_short(turned_away=turned_away, lease=lease, interval=interval)
-    minutes = f"a {_minutes(lease)} lease per {_minutes(interval)} interval each"
+    minutes = f"a {span(lease)} lease per {span(interval)} interval each"
     shortfall = f"about {short} number{'' if short == 1 else 's'} short ({minutes})"
     if is_learning(created_at=created_at, now=now):
         wanted = min(ADAPTIVE_STEP_MAX, short)
@@ -226,11 +227,6 @@ def adaptive_decision(
     if grow_by < wanted:
         reason += f"; {grow_by} left before the maximum size of {max_size}"
     return GrowthDecision(GrowthVerdict.GROW, grow_by, reason, decision.next_allowed_at)
-
-
-def _minutes(span: timedelta) -> str:
-    minutes = span.total_seconds() / 60
-    return f"{minutes:g} min"
 
 
 def is_learning(*, created_at: datetime, now: datetime) -> bool:

@@ -335,7 +335,6 @@ def plan_for(
         current is not None
         and current.policy == ScalingPolicy.ADAPTIVE
         and decision.verdict == GrowthVerdict.GROW
-        and state.scaling_on_since is not None
     ):
         if turned_away is None:
             turned_away = overflows_since_last_growth([pool], now=now).turned_away.get(pool.pk, 0)

@@ -138,8 +138,8 @@ class _Pool:
     def release(self, number: int, at: float) -> None:
         self.active[number] = False
         self.released[number] = at
-        self.size -= 1
-        self.changes += 1  # its heap entries are dropped when they surface
+        self.size -= 1  # its heap entries are dropped when they surface
+        self.changes += 1
 
     def _rank(self, number: int, now: float) -> tuple[int, float, int]:
         return handout_rank(

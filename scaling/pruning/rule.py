@@ -246,8 +246,11 @@ def renewal_headroom(peak_in_use: int) -> int:
     """The numbers a pool keeps at renewals above its recent peak: RENEWAL_HEADROOM_PERCENT of it, or
     RENEWAL_HEADROOM_SIGMAS times its square root when more (a small pool's busiest hour is mostly
     chance: a count of visitors holding numbers strays by about its square root), rounded up."""
-    percent = -(-peak_in_use * RENEWAL_HEADROOM_PERCENT // 100)
-    return max(percent, math.ceil(RENEWAL_HEADROOM_SIGMAS * math.sqrt(peak_in_use)))
+    return max(_percent_headroom(peak_in_use), math.ceil(RENEWAL_HEADROOM_SIGMAS * math.sqrt(peak_in_use)))
+
+
+def _percent_headroom(peak_in_use: int) -> int:
+    return -(-peak_in_use * RENEWAL_HEADROOM_PERCENT // 100)  # rounded up
 
 
 def renewal_need(*, peak_in_use: int, min_size: int) -> int:
@@ -283,8 +286,7 @@ def renewal_release_decide(
 
 
 def _headroom_words(peak_in_use: int) -> str:
-    percent = -(-peak_in_use * RENEWAL_HEADROOM_PERCENT // 100)
-    if renewal_headroom(peak_in_use) > percent:
+    if renewal_headroom(peak_in_use) > _percent_headroom(peak_in_use):
         sigmas = f"{RENEWAL_HEADROOM_SIGMAS} times the square root of {peak_in_use}"
         return f"{sigmas}, more than {RENEWAL_HEADROOM_PERCENT}% for a pool this small"
     return f"{RENEWAL_HEADROOM_PERCENT}%"
