@@ -4,11 +4,11 @@ scaling events, and whether it has outgrown its recent needs (the month-end prun
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from django.db.models import Count, Q
-from django.utils import timezone
 
+from accounts.display import local_time_text
 from ringpools.choices import NumberRole, NumberState
 from ringpools.models import RingPool
 from scaling.applicability import pool_applicability, pools_with_applicability
@@ -50,7 +50,7 @@ def growth_outlook(*, pool: RingPool, now: datetime, events: int = 10) -> Growth
         next_growth = "after the next grow pass notices auto-scaling is on, at the first overflow after it"
     else:
         decision = plan_for(pool, now=now, overflows=0).decision
-        next_growth = _next_growth_words(decision, state, pace, now)
+        next_growth = _next_growth_words(decision, state, pace, now, zone=pool.account.timezone)
     usage = pool.numbers.filter(state=NumberState.ACTIVE, role=NumberRole.ROTATING).aggregate(
         in_use=Count("id", filter=Q(busy_until__gt=now)),
         unpresented=Count(
@@ -72,18 +72,21 @@ def growth_outlook(*, pool: RingPool, now: datetime, events: int = 10) -> Growth
     )
 
 
-def _next_growth_words(decision: GrowthDecision, state: PoolGrowth, pace: GrowthPace, now: datetime) -> str:
+def _next_growth_words(
+    decision: GrowthDecision, state: PoolGrowth, pace: GrowthPace, now: datetime, *, zone: tzinfo | str
+) -> str:
+    """When the pool may next grow, in words; clock times in the account's zone, named."""
     if decision.verdict == GrowthVerdict.GROW:
         return f"at the next grow pass (within a minute): by {decision.grow_by} — {decision.reason}"
     if decision.verdict == GrowthVerdict.WAIT and decision.next_allowed_at is not None:
-        return f"at {timezone.localtime(decision.next_allowed_at):%Y-%m-%d %H:%M} — {decision.reason}"
+        return f"at {local_time_text(decision.next_allowed_at, zone)} — {decision.reason}"
     if decision.verdict == GrowthVerdict.WAIT:
         return f"when more visitors are turned away — {decision.reason}"
     if decision.verdict == GrowthVerdict.CAP:
         return f"not until its maximum size is raised or numbers are removed — {decision.reason}"
     earliest = state.last_grown_at + pace.interval if state.last_grown_at else None
     if earliest and earliest > now:
-        return f"at the first overflow from {timezone.localtime(earliest):%Y-%m-%d %H:%M} ({decision.reason})"
+        return f"at the first overflow from {local_time_text(earliest, zone)} ({decision.reason})"
     return f"at the next overflow ({decision.reason})"
 
 
@@ -96,7 +99,7 @@ def _outgrown_words(pool: RingPool, *, now: datetime, in_use: int, unpresented: 
     if in_use > size * OUTGROWN_IN_USE_SHARE:
         return ""
     quiet = (
-        f"no overflow since {timezone.localtime(pool.last_overflow_at):%Y-%m-%d %H:%M}"
+        f"no overflow since {local_time_text(pool.last_overflow_at, pool.account.timezone)}"
         if pool.last_overflow_at
         else "it never overflowed"
     )

@@ -17,6 +17,7 @@ from ringpools.handout import present_number
 from ringpools.models import Call, RingPool
 from ringpools.selectors import handout_pool
 from scaling.choices import EventKind, GrowthMode, Scope
+from scaling.growth.outlook import growth_outlook
 from scaling.growth.run import ringpools_grow
 from scaling.models import CarrierOrder, ScalingEvent
 from scaling.services import ringpool_update
@@ -425,3 +426,16 @@ def test_beats_pass_hands_over_the_orders_of_one_area_together_after_deciding_ev
         [pools[0].pk, pools[2].pk, pools[3].pk],
         [pools[1].pk],
     ]
+
+
+def test_the_growth_outlook_names_the_accounts_zone_with_each_clock_time():
+    account = factories.AccountFactory(timezone="America/Los_Angeles")
+    pool = factories.RingPoolFactory(account=account, area_code="805", region="CA", max_size=10)
+    factories.PromoNumberFactory(pool=pool)
+    stock(2)
+    grow(minutes(-1))
+    overflow(pool, minutes(0))
+    assert grow(minutes(0.5)).added == 1
+    overflow(pool, minutes(1))  # due again, but the interval is not over: it waits until 15:05:30 UTC
+    outlook = growth_outlook(pool=pool, now=minutes(2))
+    assert outlook.next_growth.startswith("at 2026-11-26 07:05 PST — ")
