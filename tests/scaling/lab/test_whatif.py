@@ -75,3 +75,16 @@ def test_the_recommendation_is_held_to_the_maximum_size_and_says_so():
     advice = pool_recommendation(pool=pool, now=NOW)
     assert advice.recommended == 3
     assert "but the maximum size is 3: raise it, or send this pool less traffic" in advice.reason
+
+
+def test_the_other_policys_what_if_starts_as_a_pool_that_has_learnt_its_traffic():
+    # A rush in the first days of the 30: as a new pool the adaptive what-if would buy 5 an interval
+    # (its learning week); from today's size, learnt, it grows beyond the 20 it holds at the pace.
+    pool = pool_with(20, max_size=200)
+    busy(pool, 20, NOW - timedelta(days=28), presentations=120, overflows=60)
+    adaptive = pool_recommendation(pool=pool, now=NOW).what_ifs[-1]
+    assert adaptive.label == "Adaptive policy, from 20 numbers"
+    added = adaptive.number_months - 20  # each number bought in the rush: one month, 28 days before now
+    # One an interval at most, over the rush's hour and the holds after it (under 20 intervals); as a
+    # new pool, 5 an interval, it would have bought 50.
+    assert 1 <= added < 20, added
